@@ -1,0 +1,1 @@
+"""musiclm-mini: MusicLM rebuilt small, one module per chapter."""

@@ -1,0 +1,354 @@
+"""Presets: every size in the book, in one place (all chapters; the `paper` preset is Chapter 1's table).
+
+Scale is one switch. Each component has a frozen dataclass; a `Preset` bundles one of each.
+
+    tiny   CPU, CI and laptops: seconds to minutes per stage.
+    colab  one GPU, about an hour per stage.
+    paper  the sizes of Agostinelli et al. (2023), field by field (see `paper-numbers.md`).
+
+Pick one with `get_preset("tiny")`, or set `MUSICLM_PRESET=colab`; with neither, `tiny` is used
+when no GPU is present and `colab` when one is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+
+PRESET_NAMES = ("tiny", "colab", "paper")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data (Chapter 1)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataConfig:
+    """SynthCaps and real-data settings (Chapter 1)."""
+
+    sample_rate: int = 24_000  # paper: 24 kHz mono everywhere
+    clip_seconds: float = 10.0  # MusicCaps clips are 10 s
+    num_clips: int = 320  # SynthCaps clips generated for this preset
+    val_fraction: float = 0.1  # fractions of *source scores*, so splits share no score
+    test_fraction: float = 0.1
+    seed: int = 0
+    # The paper's own training set (Sec. 4.2), for reference only: we cannot have it.
+    paper_train_hours: int = 280_000
+    paper_train_clips: int = 5_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantizers (Chapter 2)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RVQConfig:
+    """Residual vector quantizer (Chapter 2): `num_quantizers` levels of `codebook_size` codes."""
+
+    num_quantizers: int = 12
+    codebook_size: int = 1024
+    dim: int = 128  # dimension of the vectors being quantized
+    ema_decay: float = 0.99
+    commitment_weight: float = 0.25
+    kmeans_init: bool = True
+    dead_code_threshold: float = 1.0  # codes used less than this (EMA count) get restarted
+    quantizer_dropout: bool = True  # train at random bitrates
+
+    @property
+    def bits_per_code(self) -> float:
+        return math.log2(self.codebook_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# SoundStream (Chapter 3)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CodecConfig:
+    """SoundStream codec (Chapter 3). The product of `strides` is the hop between frames."""
+
+    sample_rate: int = 24_000
+    strides: tuple[int, ...] = (3, 4, 5, 8)  # paper: 3*4*5*8 = 480 samples -> 50 Hz
+    channels: int = 32  # channels after the first conv; doubled at each downsampling
+    embedding_dim: int = 512
+    rvq: RVQConfig = field(default_factory=lambda: RVQConfig(12, 1024, 512))
+    # Discriminator: one STFT discriminator (SoundStream Sec. 3.4), multi-scale spectral loss windows.
+    disc_channels: int = 32
+    stft_window: int = 1024
+    spectral_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    # Loss weights (SoundStream Sec. 3.5)
+    weight_adversarial: float = 1.0
+    weight_feature: float = 100.0
+    weight_reconstruction: float = 1.0
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.frame_rate * self.rvq.num_quantizers
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second at full depth: frames/s x levels x log2(codebook)."""
+        return self.tokens_per_second * self.rvq.bits_per_code
+
+
+# ---------------------------------------------------------------------------------------------
+# Semantic tokens: w2v-BERT + k-means (Chapter 4)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SemanticConfig:
+    """w2v-BERT-style model and k-means semantic tokens (Chapter 4)."""
+
+    sample_rate: int = 24_000
+    frame_rate: float = 25.0  # paper: 25 semantic tokens per second
+    d_model: int = 1024
+    n_heads: int = 8
+    d_ff: int = 4096
+    conv_kernel: int = 31
+    contrastive_layers: int = 12
+    mlm_layers: int = 12
+    embedding_layer: int = 7  # paper: layer 7 of the MLM module
+    target_codebook_size: int = 1024  # quantized targets of the contrastive/MLM losses
+    num_clusters: int = 1024  # paper: k-means with 1024 clusters
+    mask_prob: float = 0.065
+    mask_span: int = 10
+    paper_params: int = 600_000_000
+
+    @property
+    def hop(self) -> int:
+        return round(self.sample_rate / self.frame_rate)
+
+
+# ---------------------------------------------------------------------------------------------
+# MuLan (Chapter 5)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MuLanConfig:
+    """MuLan joint music-text embedding (Chapter 5)."""
+
+    embed_dim: int = 128  # paper: 128-d shared space
+    n_mels: int = 128
+    audio_tower: str = "resnet50"
+    resnet_blocks: tuple[int, ...] = (3, 4, 6, 3)  # ResNet-50
+    resnet_width: int = 64
+    bottleneck: bool = True
+    text_tower: str = "bert-base-uncased"  # paper: BERT; the book ships MiniLM (offline)
+    max_text_tokens: int = 128
+    window_seconds: float = 10.0  # paper: 10 s windows ...
+    hop_seconds: float = 1.0  # ... at 1 s stride, averaged
+    rvq: RVQConfig = field(default_factory=lambda: RVQConfig(12, 1024, 128))  # 12 MuLan tokens
+    temperature: float = 0.07
+
+
+# ---------------------------------------------------------------------------------------------
+# Hierarchical Transformers (Chapter 6)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Decoder-only Transformer of one stage (Chapter 6)."""
+
+    n_layers: int = 24
+    n_heads: int = 16
+    d_model: int = 1024
+    d_ff: int = 4096
+    dropout: float = 0.1
+    gated_ff: bool = True  # GEGLU as in T5.1.1: what makes ~430M per stage (paper-numbers.md)
+    rel_pos_buckets: int = 32  # T5-style bucketed relative position bias
+    rel_pos_max_distance: int = 128
+    paper_params_per_stage: int = 430_000_000
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of the hierarchy: its Transformer, training crop and sampling temperature."""
+
+    transformer: TransformerConfig
+    crop_seconds: float
+    temperature: float
+    top_k: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Extensions (Chapters 8-9) and memorization (Chapter 10)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MelodyConfig:
+    """Melody embedding for melody conditioning (Chapter 8)."""
+
+    n_layers: int = 12
+    n_heads: int = 6
+    d_model: int = 512
+    d_ff: int = 1024
+    embed_dim: int = 192
+    window_seconds: float = 4.0
+    hop_seconds: float = 3.0  # 10 s input -> 3 embeddings
+    rvq: RVQConfig = field(default_factory=lambda: RVQConfig(24, 512, 192))
+    loss: str = "semi-hard triplet"
+
+
+@dataclass(frozen=True)
+class LongGenerationConfig:
+    """Long generation and story mode (Chapter 9)."""
+
+    stride_seconds: float = 15.0
+    prefix_seconds: float = 15.0
+    story_change_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class MemorizationConfig:
+    """Memorization study of the semantic stage (Chapter 10)."""
+
+    max_prompt_tokens: int = 250  # up to 10 s of semantic tokens at 25 Hz
+    generated_tokens: int = 125  # 5 s, greedy
+    approx_threshold: float = 0.85  # tau, calibrated on permuted pairs
+    max_false_positive_rate: float = 1e-4  # 0.01 %
+    paper_exact_rate_max: float = 0.002  # always below 0.2 %
+    paper_approx_rate: float = 0.01  # about 1 %
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by the training entry point."""
+
+    batch_size: int = 8
+    learning_rate: float = 3e-4
+    steps: int = 1000
+    warmup_steps: int = 100
+    val_every: int = 200
+    checkpoint_every: int = 200
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """Everything the book needs at one scale (all chapters)."""
+
+    name: str
+    data: DataConfig
+    codec: CodecConfig
+    semantic: SemanticConfig
+    mulan: MuLanConfig
+    semantic_stage: StageConfig
+    coarse_stage: StageConfig
+    fine_stage: StageConfig
+    coarse_levels: int  # RVQ levels modelled by the coarse stage; the rest go to the fine stage
+    melody: MelodyConfig
+    long: LongGenerationConfig
+    memorization: MemorizationConfig
+    train: TrainConfig
+
+    @property
+    def fine_levels(self) -> int:
+        return self.codec.rvq.num_quantizers - self.coarse_levels
+
+    def replace(self, **changes) -> "Preset":
+        """A copy with some components swapped: `preset.replace(train=TrainConfig(steps=10))`."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _paper() -> Preset:
+    big = TransformerConfig()  # the defaults are the paper's
+    return Preset(
+        name="paper",
+        data=DataConfig(num_clips=50_000),
+        codec=CodecConfig(),
+        semantic=SemanticConfig(),
+        mulan=MuLanConfig(),
+        semantic_stage=StageConfig(big, crop_seconds=30.0, temperature=1.0),
+        coarse_stage=StageConfig(big, crop_seconds=10.0, temperature=0.95),
+        fine_stage=StageConfig(big, crop_seconds=3.0, temperature=0.4),
+        coarse_levels=4,
+        melody=MelodyConfig(),
+        long=LongGenerationConfig(),
+        memorization=MemorizationConfig(),
+        train=TrainConfig(batch_size=32, learning_rate=1e-4, steps=1_000_000, warmup_steps=10_000,
+                          val_every=5_000, checkpoint_every=5_000),
+    )
+
+
+def _colab() -> Preset:
+    mid = TransformerConfig(n_layers=8, n_heads=8, d_model=512, d_ff=2048)
+    return Preset(
+        name="colab",
+        data=DataConfig(num_clips=3_000),
+        codec=CodecConfig(channels=32, embedding_dim=256, rvq=RVQConfig(12, 1024, 256)),
+        semantic=SemanticConfig(d_model=384, n_heads=6, d_ff=1536, contrastive_layers=4, mlm_layers=6,
+                                embedding_layer=4, target_codebook_size=512, num_clusters=512),
+        mulan=MuLanConfig(audio_tower="resnet18", resnet_blocks=(2, 2, 2, 2), bottleneck=False,
+                          text_tower="minilm", n_mels=64),
+        semantic_stage=StageConfig(mid, crop_seconds=10.0, temperature=1.0),
+        coarse_stage=StageConfig(mid, crop_seconds=4.0, temperature=0.95),
+        fine_stage=StageConfig(mid, crop_seconds=1.5, temperature=0.4),
+        coarse_levels=4,
+        melody=MelodyConfig(n_layers=6, n_heads=4, d_model=256, d_ff=512, embed_dim=128,
+                            rvq=RVQConfig(12, 512, 128)),
+        long=LongGenerationConfig(stride_seconds=5.0, prefix_seconds=5.0, story_change_seconds=5.0),
+        memorization=MemorizationConfig(max_prompt_tokens=100, generated_tokens=50),
+        train=TrainConfig(batch_size=16, learning_rate=3e-4, steps=20_000, warmup_steps=500,
+                          val_every=1_000, checkpoint_every=1_000),
+    )
+
+
+def _tiny() -> Preset:
+    small = TransformerConfig(n_layers=4, n_heads=4, d_model=256, d_ff=512, dropout=0.1,
+                              gated_ff=True, rel_pos_buckets=32, rel_pos_max_distance=128)
+    return Preset(
+        name="tiny",
+        data=DataConfig(num_clips=320),
+        # 24 kHz as in the paper, but a larger hop (25 Hz) and 8 levels keep CPU sequences short.
+        codec=CodecConfig(strides=(4, 5, 6, 8), channels=16, embedding_dim=128,
+                          rvq=RVQConfig(8, 1024, 128), disc_channels=16),
+        semantic=SemanticConfig(frame_rate=12.5, d_model=192, n_heads=4, d_ff=384, conv_kernel=15,
+                                contrastive_layers=2, mlm_layers=3, embedding_layer=2,
+                                target_codebook_size=128, num_clusters=128),
+        mulan=MuLanConfig(audio_tower="resnet-tiny", resnet_blocks=(1, 1, 1, 1), resnet_width=16,
+                          bottleneck=False, text_tower="minilm", n_mels=64, max_text_tokens=96,
+                          rvq=RVQConfig(12, 256, 128)),
+        semantic_stage=StageConfig(small, crop_seconds=10.0, temperature=1.0),
+        coarse_stage=StageConfig(small, crop_seconds=4.0, temperature=0.95),
+        fine_stage=StageConfig(small, crop_seconds=2.0, temperature=0.4),
+        coarse_levels=4,
+        melody=MelodyConfig(n_layers=2, n_heads=4, d_model=128, d_ff=256, embed_dim=64,
+                            rvq=RVQConfig(8, 128, 64)),
+        long=LongGenerationConfig(stride_seconds=5.0, prefix_seconds=5.0, story_change_seconds=5.0),
+        memorization=MemorizationConfig(max_prompt_tokens=50, generated_tokens=25),
+        train=TrainConfig(batch_size=8, learning_rate=1e-3, steps=2_000, warmup_steps=100,
+                          val_every=250, checkpoint_every=250),
+    )
+
+
+_BUILDERS = {"tiny": _tiny, "colab": _colab, "paper": _paper}
+
+
+def default_preset_name() -> str:
+    """`MUSICLM_PRESET` if set, else `colab` on a GPU and `tiny` without one."""
+    name = os.environ.get("MUSICLM_PRESET", "").strip().lower()
+    if name:
+        return name
+    try:
+        import torch
+
+        return "colab" if torch.cuda.is_available() else "tiny"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "tiny"
+
+
+def get_preset(name: str | None = None) -> Preset:
+    """The preset called `name` (`tiny`, `colab` or `paper`); see `default_preset_name` when None."""
+    name = (name or default_preset_name()).strip().lower()
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESET_NAMES)}")
+    return _BUILDERS[name]()
