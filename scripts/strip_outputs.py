@@ -1,0 +1,35 @@
+"""Strip notebook outputs, keeping only those of cells nbval checks.
+
+    python scripts/strip_outputs.py book/*.ipynb
+
+Chapters are committed without their (large, audio-filled) outputs; the book build executes them
+afresh. Cells starting with `# NBVAL_CHECK_OUTPUT` keep their outputs: `pytest --nbval-lax`
+compares exactly those against a fresh run.
+"""
+import sys
+
+import nbformat
+
+MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def strip(path: str) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if not cell.source.lstrip().startswith(MARK):
+            cell.outputs = []
+        cell.execution_count = None
+        for out in cell.get("outputs", []):
+            if "execution_count" in out:
+                out["execution_count"] = None
+        cell.metadata.pop("execution", None)
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, path)
+
+
+if __name__ == "__main__":
+    for p in sys.argv[1:]:
+        strip(p)
+        print(f"stripped {p}")

@@ -1,0 +1,32 @@
+"""Chapter 1's exercise: the stub fails its check, the reference passes, plausible mistakes fail."""
+import torch
+import torchaudio
+
+from musiclm_mini.exercises.audio_data import check_to_mono_24k, reference_to_mono_24k
+
+
+def test_reference_passes():
+    assert check_to_mono_24k(reference_to_mono_24k, verbose=False)
+
+
+def test_stub_fails():
+    def stub(wave, rate):
+        raise NotImplementedError
+
+    assert not check_to_mono_24k(stub, verbose=False)
+
+
+def test_common_mistakes_fail():
+    def first_channel_only(wave, rate):
+        return torchaudio.functional.resample(wave[0], rate, 24_000)
+
+    def forgot_to_resample(wave, rate):
+        return wave.mean(0)
+
+    assert not check_to_mono_24k(first_channel_only, verbose=False)
+    assert not check_to_mono_24k(forgot_to_resample, verbose=False)
+
+
+def test_sum_instead_of_mean_fails():
+    assert not check_to_mono_24k(lambda w, r: torchaudio.functional.resample(w.sum(0), r, 24_000), verbose=False)
+    assert torch.is_tensor(reference_to_mono_24k(torch.zeros(2, 100), 48_000))
