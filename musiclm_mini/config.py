@@ -32,6 +32,9 @@ class DataConfig:
     val_fraction: float = 0.1  # fractions of *source scores*, so splits share no score
     test_fraction: float = 0.1
     seed: int = 0
+    variants_per_score: int = 4  # clips rendered from each parsed score (parsing is the slow part)
+    num_melodies: int = 48  # melody pairs for Chapter 8: melodies, each played and hummed
+    melody_instruments: int = 3  # instruments per melody, besides the hummed version
     # The paper's own training set (Sec. 4.2), for reference only: we cannot have it.
     paper_train_hours: int = 280_000
     paper_train_clips: int = 5_000_000
@@ -67,6 +70,7 @@ class CodecConfig:
 
     sample_rate: int = 24_000
     strides: tuple[int, ...] = (3, 4, 5, 8)  # paper: 3*4*5*8 = 480 samples -> 50 Hz
+    causal: bool = True  # SoundStream is causal (streamable): convolutions pad on the left only
     channels: int = 32  # channels after the first conv; doubled at each downsampling
     embedding_dim: int = 512
     rvq: RVQConfig = field(default_factory=lambda: RVQConfig(12, 1024, 512))
@@ -78,6 +82,10 @@ class CodecConfig:
     weight_adversarial: float = 1.0
     weight_feature: float = 100.0
     weight_reconstruction: float = 1.0
+    # Not in SoundStream: an L1 loss on the waveform itself (as in EnCodec). 0 in the paper preset.
+    weight_waveform: float = 0.0
+    adversarial_start: int = 0  # training step at which the discriminator joins in
+    crop_seconds: float = 1.0  # length of the random training crops
 
     @property
     def hop(self) -> int:
@@ -110,6 +118,9 @@ class SemanticConfig:
     n_heads: int = 8
     d_ff: int = 4096
     conv_kernel: int = 31
+    n_mels: int = 80  # w2v-BERT's input: 80 log-mel bins at 4x the frame rate ...
+    conv_channels: int = 256  # ... subsampled 4x by two stride-2 Conv2d layers of this width
+    dropout: float = 0.1
     contrastive_layers: int = 12
     mlm_layers: int = 12
     embedding_layer: int = 7  # paper: layer 7 of the MLM module
@@ -117,6 +128,8 @@ class SemanticConfig:
     num_clusters: int = 1024  # paper: k-means with 1024 clusters
     mask_prob: float = 0.065
     mask_span: int = 10
+    contrastive_temperature: float = 0.1  # kappa of the contrastive (InfoNCE) loss, as in wav2vec 2.0
+    crop_seconds: float = 10.0  # length of the random training crops
     paper_params: int = 600_000_000
 
     @property
@@ -138,6 +151,7 @@ class MuLanConfig:
     resnet_width: int = 64
     bottleneck: bool = True
     text_tower: str = "bert-base-uncased"  # paper: BERT; the book ships MiniLM (offline)
+    text_trainable_layers: int = -1  # last N backbone layers trained; -1 = all, 0 = frozen (features cached)
     max_text_tokens: int = 128
     window_seconds: float = 10.0  # paper: 10 s windows ...
     hop_seconds: float = 1.0  # ... at 1 s stride, averaged
@@ -283,12 +297,13 @@ def _colab() -> Preset:
     mid = TransformerConfig(n_layers=8, n_heads=8, d_model=512, d_ff=2048)
     return Preset(
         name="colab",
-        data=DataConfig(num_clips=3_000),
-        codec=CodecConfig(channels=32, embedding_dim=256, rvq=RVQConfig(12, 1024, 256)),
+        data=DataConfig(num_clips=3_000, num_melodies=400),
+        codec=CodecConfig(channels=32, embedding_dim=256, rvq=RVQConfig(12, 1024, 256),
+                          weight_waveform=100.0, adversarial_start=2_000),
         semantic=SemanticConfig(d_model=384, n_heads=6, d_ff=1536, contrastive_layers=4, mlm_layers=6,
                                 embedding_layer=4, target_codebook_size=512, num_clusters=512),
         mulan=MuLanConfig(audio_tower="resnet18", resnet_blocks=(2, 2, 2, 2), bottleneck=False,
-                          text_tower="minilm", n_mels=64),
+                          text_tower="minilm", text_trainable_layers=1, n_mels=64),
         semantic_stage=StageConfig(mid, crop_seconds=10.0, temperature=1.0),
         coarse_stage=StageConfig(mid, crop_seconds=4.0, temperature=0.95),
         fine_stage=StageConfig(mid, crop_seconds=1.5, temperature=0.4),
@@ -308,15 +323,21 @@ def _tiny() -> Preset:
     return Preset(
         name="tiny",
         data=DataConfig(num_clips=320),
-        # 24 kHz as in the paper, but a larger hop (25 Hz) and 8 levels keep CPU sequences short.
-        codec=CodecConfig(strides=(4, 5, 6, 8), channels=16, embedding_dim=128,
-                          rvq=RVQConfig(8, 1024, 128), disc_channels=16),
-        semantic=SemanticConfig(frame_rate=12.5, d_model=192, n_heads=4, d_ff=384, conv_kernel=15,
-                                contrastive_layers=2, mlm_layers=3, embedding_layer=2,
-                                target_codebook_size=128, num_clusters=128),
+        # 24 kHz as in the paper, but a larger hop (25 Hz) and 8 levels keep CPU sequences short;
+        # 256 codes per level (not 1024) because a CPU batch holds only ~200 frames to fill them,
+        # hence also a lower dead-code threshold. See Chapter 3.
+        codec=CodecConfig(strides=(4, 5, 6, 8), channels=16, embedding_dim=64,
+                          rvq=RVQConfig(8, 256, 64, dead_code_threshold=0.1), disc_channels=16,
+                          weight_waveform=100.0, adversarial_start=10_000),  # no GAN phase on CPU
+        # 12.5 Hz frames (80 ms): a 10 s clip is 125 tokens. Mask spans of 5 frames = 400 ms as in the paper.
+        semantic=SemanticConfig(frame_rate=12.5, d_model=128, n_heads=4, d_ff=384, conv_kernel=15,
+                                conv_channels=32, contrastive_layers=2, mlm_layers=3, embedding_layer=2,
+                                target_codebook_size=128, num_clusters=128, mask_prob=0.13, mask_span=5,
+                                crop_seconds=8.0),
+        # 5 s windows: 10 s clips give 6 windows to average, and random 5 s crops augment training.
         mulan=MuLanConfig(audio_tower="resnet-tiny", resnet_blocks=(1, 1, 1, 1), resnet_width=16,
-                          bottleneck=False, text_tower="minilm", n_mels=64, max_text_tokens=96,
-                          rvq=RVQConfig(12, 256, 128)),
+                          bottleneck=False, text_tower="minilm", text_trainable_layers=0, n_mels=64,
+                          window_seconds=5.0, rvq=RVQConfig(12, 256, 128)),
         semantic_stage=StageConfig(small, crop_seconds=10.0, temperature=1.0),
         coarse_stage=StageConfig(small, crop_seconds=4.0, temperature=0.95),
         fine_stage=StageConfig(small, crop_seconds=2.0, temperature=0.4),

@@ -1,3 +1,5 @@
 """Graders for the chapters' exercises: each `check_...` prints what passed and returns a bool."""
 from .rvq import check_residual_encode  # Chapter 2
 from .audio_data import check_to_mono_24k  # Chapter 1
+from .mulan import check_contrastive_loss  # Chapter 5
+from .soundstream import check_causal_conv  # Chapter 3

@@ -1,0 +1,79 @@
+"""Command line: `python -m musiclm_mini generate "a calming violin melody" --seconds 10 -o out.wav` (Chapter 7).
+
+    python -m musiclm_mini generate TEXT [--seconds 10] [-o out.wav] [--preset tiny] [--seed 0]
+                                         [--checkpoints DIR] [--device cpu] [--quiet]
+
+Shows one progress bar per stage. Bad input (empty text, a duration that is not in (0, 300] s, a
+missing checkpoint or one made for another preset) prints one line `error: ...` and exits with 2.
+Training has its own entry point: `python -m musiclm_mini.train <stage>`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import PRESET_NAMES, default_preset_name
+from .errors import MusicLMError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m musiclm_mini` argument parser (Chapter 7)."""
+    parser = argparse.ArgumentParser(prog="python -m musiclm_mini", description="MusicLM-mini: text to music.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    gen = sub.add_parser("generate", help="generate music from a text description")
+    gen.add_argument("text", help="what the music should sound like")
+    gen.add_argument("--seconds", type=float, default=10.0, help="duration in seconds (default 10, at most 300)")
+    gen.add_argument("-o", "--output", type=Path, default=Path("out.wav"), help="WAV file to write (default out.wav)")
+    gen.add_argument("--preset", choices=PRESET_NAMES, default=None, help="model sizes (default: tiny on CPU)")
+    gen.add_argument("--seed", type=int, default=0, help="same seed, same music")
+    gen.add_argument("--checkpoints", type=Path, default=None,
+                     help="folder holding codec-, semantic-, mulan-, semantic-stage-, coarse-, fine-<preset>/ "
+                          "(default: the shipped musiclm_mini/checkpoints)")
+    gen.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def check_request(args: argparse.Namespace) -> None:
+    """Refuse bad text, durations and output names before any model is loaded (Chapter 7)."""
+    from .musiclm import check_seconds, check_text
+
+    check_text(args.text)
+    check_seconds(args.seconds)
+    if args.output.suffix.lower() != ".wav":
+        raise ValueError(f"the output must be a .wav file, got {str(args.output)!r}")
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """Load the models, generate, write the WAV (Chapter 7)."""
+    from .audio import save_audio
+    from .musiclm import MusicLM
+
+    start = time.perf_counter()
+    model = MusicLM.from_pretrained(args.preset or default_preset_name(), args.checkpoints, args.device)
+    wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet)
+    save_audio(args.output, wave, model.sample_rate)
+    if not args.quiet:
+        print(f"wrote {args.output} ({args.seconds:g} s) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status: 0 on success, 2 on bad input (Chapter 7)."""
+    args = build_parser().parse_args(argv)
+    try:
+        check_request(args)  # bad text (TextError), duration or file name: ValueErrors
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return generate_command(args)
+    except MusicLMError as exc:  # CheckpointError while loading, AudioError while writing
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""MusicLM: text -> MuLan tokens -> semantic -> coarse -> fine -> waveform (Chapters 6 and 7).
+
+The whole pipeline of the paper's Figure 2 (right), from the trained parts of Chapters 3-6:
+
+    text --MuLan text tower + RVQ--> M_T (1, 12)                        (at training time: M_A)
+         --semantic stage--> S (1, T_s)          temperature 1.0
+         --coarse stage--> A_1..4 (1, 4, T_a)    temperature 0.95
+         --fine stage--> A_5..Q (1, Q-4, T_a)    temperature 0.4
+         --SoundStream decoder--> wave (T,)
+
+Only the conditioning changes between training and generation: each stage learnt from M_A, the
+MuLan tokens of the training audio, and here receives M_T, the MuLan tokens of the text, quantized
+by the same RVQ; MuLan's shared embedding space is what makes them interchangeable (Sec. 4.2).
+
+A duration longer than a stage's training crop is generated in windows as long as the crop, each
+prompted with the previous window's second half (semantic and coarse stages: a simple sliding
+continuation, see `stages.sliding_windows`); the fine stage fills independent crop-long chunks of
+the coarse tokens, as AudioLM does. `caption_adherence` measures whether the music follows its text.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .checkpoint import config_differences, load_checkpoint
+from .config import Preset, get_preset
+from .errors import CheckpointError, TextError
+from .stages import STAGE_NAMES, Sampling, TokenLayout, frames_to_multiple, generate_windows, make_stage, sliding_windows
+from .token_cache import TokenGrid, source_fingerprints
+from .train_stages import CHECKPOINT_NAMES, build_stage_model, stage_checkpoint_config, stage_checkpoint_dir
+from .transformer import Transformer
+
+MAX_SECONDS = 300.0  # five minutes: beyond that a request is almost surely a typo (and takes ages on CPU)
+
+
+def check_text(text) -> str:
+    """The prompt, or `TextError` when it is not a string or has no words (Chapter 7)."""
+    if not isinstance(text, str):
+        raise TextError(f"the text prompt must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise TextError("the text prompt is empty: describe the music, e.g. \"a calming violin melody\"")
+    return text
+
+
+def check_seconds(seconds) -> float:
+    """A duration in (0, MAX_SECONDS], else a ValueError saying what is wrong (Chapter 7)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds):
+        raise ValueError(f"seconds must be a finite number, got {seconds!r}")
+    if seconds <= 0:
+        raise ValueError(f"seconds must be positive, got {seconds:g}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"seconds must be at most {MAX_SECONDS:g} (five minutes), got {seconds:g}")
+    return float(seconds)
+
+
+def load_stage(stage: str, preset: Preset, root: str | Path | None = None, sources: dict[str, str] | None = None,
+               device: str | torch.device = "cpu") -> Transformer:
+    """A trained stage in eval mode (Chapter 6).
+
+    `CheckpointError` when it is missing, made for another preset or architecture, or trained on
+    tokens of other tokenizer checkpoints than `sources` (fingerprints of the loaded ones).
+    """
+    path = stage_checkpoint_dir(stage, preset.name, root)
+    if not (path / "model.safetensors").exists():
+        raise CheckpointError(f"no {stage} stage checkpoint at {path}: train it with `python -m musiclm_mini.train "
+                              f"{CHECKPOINT_NAMES[stage]} --preset {preset.name} --out {path}`")
+    ckpt = load_checkpoint(path, with_train_state=False)
+    expected = stage_checkpoint_config(stage, preset, sources)
+    without_sources = lambda cfg: json.loads(json.dumps({k: v for k, v in cfg.items() if k != "sources"}))  # noqa: E731
+    diffs = config_differences(without_sources(ckpt.config), without_sources(expected))
+    if diffs:
+        raise CheckpointError(f"{path} was made for another configuration (preset {ckpt.config.get('preset')!r}, "
+                              f"expected {preset.name!r}): " + "; ".join(diffs[:6]))
+    stored = ckpt.config.get("sources")
+    if sources is not None and stored is not None and stored != sources:
+        which = [k for k in sources if stored.get(k) != sources[k]]
+        raise CheckpointError(f"{path} was trained on tokens of other {'/'.join(which)} checkpoints than the ones "
+                              f"loaded now: retrain the stage (`python -m musiclm_mini.train {CHECKPOINT_NAMES[stage]}`)")
+    model = build_stage_model(stage, preset)
+    try:
+        model.load_state_dict(ckpt.model_state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights in {path} do not fit the {stage} stage of {preset.name!r}: {exc}") from exc
+    return model.to(device).eval()
+
+
+class MusicLM:
+    """Text-to-music with the three stages, MuLan and SoundStream (Chapters 6 and 7).
+
+    `codec` needs `decode(tokens (B, Q, T)) -> (B, T')`, `mulan` needs `tokens_from_text(list[str])`
+    (and `embed_audio`/`embed_text` for `caption_adherence`); `stages` maps semantic/coarse/fine to
+    Transformers. `timings` holds the seconds spent in each part by the last generation.
+    """
+
+    def __init__(self, preset: Preset, codec, mulan, stages: dict[str, Transformer]):
+        missing = [s for s in STAGE_NAMES if s not in stages]
+        if missing:
+            raise ValueError(f"MusicLM needs all three stages, missing {missing}")
+        self.preset, self.codec, self.mulan, self.models = preset, codec, mulan, stages
+        self.layout, self.grid = TokenLayout.from_preset(preset), TokenGrid.from_preset(preset)
+        self.stages = {s: make_stage(s, self.layout) for s in STAGE_NAMES}
+        self.timings: dict[str, float] = {}
+
+    @classmethod
+    def from_pretrained(cls, preset: str = "tiny", checkpoint_root: str | Path | None = None,
+                        device: str | torch.device = "cpu") -> "MusicLM":
+        """Load every shipped part of `preset` from `musiclm_mini/checkpoints` or `checkpoint_root` (Chapter 7).
+
+        Raises `CheckpointError` naming the part that is missing or was made for another preset.
+        """
+        from .mulan import load_mulan
+        from .semantic import load_semantic_tokenizer
+        from .soundstream import load_codec
+
+        p = get_preset(preset)
+        root = None if checkpoint_root is None else Path(checkpoint_root)
+        codec = load_codec(None if root is None else root / f"codec-{p.name}", preset=p.name, device=device)
+        semantic = load_semantic_tokenizer(p.name, None if root is None else str(root / f"semantic-{p.name}"), device)
+        mulan = load_mulan(p.name, None if root is None else str(root / f"mulan-{p.name}")).to(device)
+        sources = source_fingerprints(codec, semantic, mulan)  # the stages must have learnt *these* tokens
+        del semantic  # only needed to check the fingerprints: generation never tokenizes audio
+        return cls(p, codec, mulan, {s: load_stage(s, p, root, sources, device) for s in STAGE_NAMES})
+
+    @property
+    def sample_rate(self) -> int:
+        return self.preset.codec.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.models["semantic"].parameters()).device
+
+    # -- generation -------------------------------------------------------------------------------
+    def generate(self, text: str, seconds: float, seed: int = 0, temperatures: tuple[float, float, float] | None = None,
+                 progress: bool = False) -> Tensor:
+        """`seconds` of music for `text` -> wave (T,) at 24 kHz; same seed, same audio (Chapter 7).
+
+        `temperatures` (semantic, coarse, fine) default to the preset's: (1.0, 0.95, 0.4) as in the paper.
+        """
+        return self.generate_batch([check_text(text)], seconds, seed, temperatures, progress)[0]
+
+    def generate_batch(self, texts: list[str], seconds: float, seed: int = 0,
+                       temperatures: tuple[float, float, float] | None = None, progress: bool = False) -> Tensor:
+        """One clip per text, sampled together -> waves (B, T) (Chapter 7)."""
+        if isinstance(texts, str) or not texts:
+            raise TextError("generate_batch needs a non-empty list of texts (use generate for one text)")
+        texts = [check_text(t) for t in texts]
+        seconds = check_seconds(seconds)
+        start = time.perf_counter()
+        with torch.no_grad():
+            mulan_tokens = self.mulan.tokens_from_text(texts).to(self.device)  # (B, 12): M_T
+        self.timings = {"mulan": time.perf_counter() - start}
+        tokens = self.generate_tokens(mulan_tokens, seconds, seed, temperatures, progress)
+        return self.decode(tokens, seconds)
+
+    def generate_tokens(self, mulan_tokens: Tensor, seconds: float, seed: int = 0,
+                        temperatures: tuple[float, float, float] | None = None, progress: bool = False) -> dict[str, Tensor]:
+        """MuLan tokens (B, 12) -> {"semantic" (B, T_s), "coarse" (B, Q_c, T_a), "fine" (B, Q_f, T_a)} (Chapter 6)."""
+        seconds = check_seconds(seconds)
+        if mulan_tokens.dim() != 2 or mulan_tokens.shape[1] != self.layout.mulan_levels:
+            raise ValueError(f"MuLan tokens must be (B, {self.layout.mulan_levels}), got {tuple(mulan_tokens.shape)}")
+        temps = temperatures or tuple(getattr(self.preset, f"{s}_stage").temperature for s in STAGE_NAMES)
+        if len(temps) != 3:
+            raise ValueError(f"temperatures must be (semantic, coarse, fine), got {temps}")
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        grid, units = self.grid, self.grid.units(seconds)
+        spu, apu = grid.semantic_per_unit, grid.acoustic_per_unit
+        st = self.stages
+        out = {}
+
+        def run(name: str, condition, total: int, unit: int, overlap: bool) -> Tensor:
+            cfg = getattr(self.preset, f"{name}_stage")
+            window = frames_to_multiple(grid.crop_frames(name, cfg.crop_seconds), unit)
+            prefix = frames_to_multiple(window // 2, unit) if overlap and window >= 2 * unit else 0
+            sampling = Sampling(temps[STAGE_NAMES.index(name)], cfg.top_k)
+            bar = tqdm(total=_sampling_steps(total, window, prefix, unit, st[name].tokens_per_frame),
+                       desc=name, disable=not progress)
+            start = time.perf_counter()
+            ids = generate_windows(self.models[name], st[name], condition, total, window, prefix, sampling, unit, g,
+                                   tick=lambda: bar.update(1))
+            bar.close()
+            self.timings[name] = time.perf_counter() - start
+            return st[name].decode_target(ids)
+
+        M = mulan_tokens.to(self.device).long()
+        out["semantic"] = run("semantic", lambda w: st["semantic"].condition(M), units * spu, 1, True)
+        out["coarse"] = run("coarse", lambda w: st["coarse"].condition(
+            M, out["semantic"][:, w.start // apu * spu:w.end // apu * spu]), units * apu, apu, True)
+        out["fine"] = run("fine", lambda w: st["fine"].condition(out["coarse"][:, :, w.start:w.end]),
+                          units * apu, 1, False)
+        return out
+
+    @torch.no_grad()
+    def decode(self, tokens: dict[str, Tensor], seconds: float) -> Tensor:
+        """All codec levels -> waves (B, T), cut to exactly `seconds` (Chapter 7)."""
+        start = time.perf_counter()
+        codes = torch.cat([tokens["coarse"], tokens["fine"]], dim=1)  # (B, Q, T_a)
+        wave = self.codec.decode(codes).float().cpu()  # (B, T_a * hop)
+        n = round(seconds * self.sample_rate)
+        wave = F.pad(wave, (0, max(0, n - wave.shape[-1])))[..., :n]
+        self.timings["decode"] = time.perf_counter() - start
+        return wave
+
+
+def _sampling_steps(total: int, window: int, prefix: int, unit: int, tokens_per_frame: int) -> int:
+    """How many sampling steps `generate_windows` takes (batched fresh windows count once)."""
+    plan = sliding_windows(total, window, prefix, unit)
+    fresh = [w for w in plan if w.given == w.start]
+    rest = sum(w.end - w.given for w in plan if w.given != w.start)
+    return ((fresh[0].end - fresh[0].start) + rest) * tokens_per_frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the music follow the text? (Chapter 7)
+# ---------------------------------------------------------------------------------------------
+def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, permutations: int = 10_000,
+                         seed: int = 0) -> dict[str, float]:
+    """MuLan similarity of each clip to its own caption vs to the other captions, with p-values (Chapter 7).
+
+    audio_embeddings, text_embeddings (N, D), row i = clip i and the caption it was generated from.
+    `own` is the paper's MCC per clip; `other` is its mean similarity to the N - 1 other captions,
+    i.e. the expected similarity to a shuffled caption. The one-sided tests ask whether own > other:
+    a paired sign-flip permutation test on the differences, and scipy's Wilcoxon signed-rank test.
+    """
+    if audio_embeddings.shape != text_embeddings.shape or audio_embeddings.shape[0] < 2:
+        raise ValueError(f"need matching (N, D) embeddings with N >= 2, got {tuple(audio_embeddings.shape)} "
+                         f"and {tuple(text_embeddings.shape)}")
+    from scipy.stats import wilcoxon
+
+    sim = F.normalize(audio_embeddings.float(), dim=-1) @ F.normalize(text_embeddings.float(), dim=-1).t()  # (N, N)
+    N = sim.shape[0]
+    own = sim.diag()
+    other = (sim.sum(1) - own) / (N - 1)
+    diff = own - other  # (N,)
+    g = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (permutations, N), generator=g).float() * 2 - 1  # under H0 each sign is a coin flip
+    null = (signs * diff).mean(1)  # (permutations,)
+    p_perm = (1 + int((null >= diff.mean()).sum())) / (permutations + 1)
+    return {"clips": N, "mcc": float(own.mean()), "shuffled": float(other.mean()),
+            "difference": float(diff.mean()), "p_permutation": p_perm,
+            "p_wilcoxon": float(wilcoxon(own.numpy(), other.numpy(), alternative="greater").pvalue),
+            "retrieval_top1": float((sim.argmax(1) == torch.arange(N)).float().mean()), "chance_top1": 1.0 / N}
+
+
+@torch.no_grad()
+def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None = None, seed: int = 0,
+                      batch_size: int = 8, permutations: int = 10_000, progress: bool = False) -> dict[str, float]:
+    """Generate one clip per caption, then `adherence_statistics` with MuLan's embeddings (Chapter 7).
+
+    Use held-out captions (the test split), never training ones. Clip i uses seed `seed + i // batch_size`.
+    """
+    seconds = seconds or model.preset.data.clip_seconds
+    waves = [model.generate_batch(captions[i:i + batch_size], seconds, seed + i // batch_size)
+             for i in tqdm(range(0, len(captions), batch_size), desc="clips", disable=not progress)]
+    audio = model.mulan.embed_audio(torch.cat(waves).to(model.device)).cpu()  # (N, D)
+    text = model.mulan.embed_text(list(captions)).cpu()  # (N, D)
+    return adherence_statistics(audio, text, permutations, seed)

@@ -1,0 +1,143 @@
+"""Training the three stages: `python -m musiclm_mini.train semantic-stage|coarse|fine --preset tiny` (Chapter 6).
+
+Each stage is one `Transformer` trained by next-token cross-entropy on its target tokens only
+(`stages.stage_loss`), on random crops of the cached SynthCaps tokens (`token_cache.py`):
+
+    semantic-stage   [M_A] + [S]              crop StageConfig.crop_seconds (paper 30 s)
+    coarse           [M_A] + [S] + [A_1..4]   (paper 10 s)
+    fine             [A_1..4] + [A_5..Q]      (paper 3 s)
+
+The tokenizers (SoundStream, w2v-BERT + k-means, MuLan) are the trained checkpoints of Chapters
+3-5 and stay frozen; their fingerprints are stored in the stage's config, so a stage can never be
+loaded next to tokenizers other than the ones whose tokens it learnt. The loop is `train.fit`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from .config import Preset
+from .stages import TokenLayout, make_stage, stage_loss
+from .token_cache import TokenGrid, TokenSet, cached_tokens, source_fingerprints, stage_batch
+from .train import Run, Runtime, batch_indices, fit, step_generator, wrap_ddp
+from .transformer import Transformer
+
+SHIPPED = Path(__file__).parent / "checkpoints"
+CHECKPOINT_NAMES = {"semantic": "semantic-stage", "coarse": "coarse", "fine": "fine"}  # = train subcommands
+VALIDATION_SEED = 12_345  # fixed crops: every validation sees the same examples
+
+
+def stage_checkpoint_dir(stage: str, preset_name: str, root: str | Path | None = None) -> Path:
+    """checkpoints/semantic-stage-<preset>, coarse-<preset> or fine-<preset> (Chapter 6)."""
+    return Path(root or SHIPPED) / f"{CHECKPOINT_NAMES[stage]}-{preset_name}"
+
+
+def stage_checkpoint_config(stage: str, preset: Preset, sources: dict[str, str] | None = None) -> dict:
+    """What a stage checkpoint is: its architecture, vocabulary and the tokenizers it learnt from (Chapter 6)."""
+    cfg = getattr(preset, f"{stage}_stage")
+    layout = TokenLayout.from_preset(preset)
+    return {"model": f"{stage}-stage", "preset": preset.name, "transformer": dataclasses.asdict(cfg.transformer),
+            "vocab_size": make_stage(stage, layout).vocab_size, "layout": dataclasses.asdict(layout),
+            "crop_seconds": cfg.crop_seconds, "sources": sources}
+
+
+def build_stage_model(stage: str, preset: Preset) -> Transformer:
+    """A fresh Transformer sized for `stage` of `preset` (Chapter 6)."""
+    layout = TokenLayout.from_preset(preset)
+    return Transformer(getattr(preset, f"{stage}_stage").transformer, make_stage(stage, layout).vocab_size)
+
+
+@torch.no_grad()
+def evaluate_stage(model, stage: str, preset: Preset, tokens: TokenSet, batch_size: int = 16,
+                   max_clips: int = 64) -> dict[str, float]:
+    """Loss and next-token accuracy on fixed crops of held-out clips (Chapter 6)."""
+    was_training = model.training
+    model.eval()
+    st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
+    g = torch.Generator().manual_seed(VALIDATION_SEED)
+    device = next(model.parameters()).device
+    total, correct, count = 0.0, 0.0, 0
+    for lo in range(0, min(len(tokens), max_clips), batch_size):
+        idx = list(range(lo, min(lo + batch_size, len(tokens), max_clips)))
+        seq, mask = stage_batch(st, tokens, idx, grid, getattr(preset, f"{stage}_stage").crop_seconds, g)
+        loss, acc = stage_loss(model, seq.to(device), mask.to(device))
+        n = int(mask[:, 1:].sum())
+        total, correct, count = total + float(loss) * n, correct + float(acc) * n, count + n
+    model.train(was_training)
+    return {"loss": total / count, "accuracy": correct / count}
+
+
+def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: TokenSet | None, out_dir: Path,
+              runtime: Runtime, sources: dict[str, str] | None = None, quiet: bool = False):
+    """The Run, step function and validation of one stage on given tokens (Chapter 6)."""
+    tc, cfg = preset.train, getattr(preset, f"{stage}_stage")
+    st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    model = build_stage_model(stage, preset).to(runtime.device)
+    ddp = wrap_ddp(model, runtime)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
+
+    def train_step(step: int) -> dict[str, float]:
+        idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
+        seq, mask = stage_batch(st, train_tokens, idx, grid, cfg.crop_seconds, step_generator(tc.seed, step, runtime.rank))
+        ddp.train()
+        loss, acc = stage_loss(ddp, seq.to(runtime.device), mask.to(runtime.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        return {"loss": float(loss.detach()), "accuracy": float(acc)}
+
+    validate = None if val_tokens is None else (lambda: evaluate_stage(model, stage, preset, val_tokens, tc.batch_size))
+    run = Run(name=f"{CHECKPOINT_NAMES[stage]}-{preset.name}", out_dir=Path(out_dir),
+              config=stage_checkpoint_config(stage, preset, sources), model=model, optimizers={"adamw": opt},
+              runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate, warmup=tc.warmup_steps,
+              val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed, quiet=quiet)
+    return run, train_step, validate
+
+
+def load_token_sources(preset_name: str, device: str | torch.device = "cpu"):
+    """The shipped codec, semantic tokenizer and MuLan of a preset (Chapters 3-5); CheckpointError if missing."""
+    from .mulan import load_mulan
+    from .semantic import load_semantic_tokenizer
+    from .soundstream import load_codec
+
+    return (load_codec(preset=preset_name, device=device), load_semantic_tokenizer(preset_name, device=device),
+            load_mulan(preset_name).to(device))
+
+
+def train_stage(stage: str, preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """Extract (or reuse) the tokens, then train one stage with `train.fit` (Chapter 6)."""
+    if args.data != "synthcaps":
+        raise ValueError(f"the {CHECKPOINT_NAMES[stage]} stage trains on SynthCaps tokens only, got --data {args.data!r}")
+    codec, semantic, mulan = load_token_sources(preset.name, runtime.device)
+    sources = source_fingerprints(codec, semantic, mulan)
+    # Rank 0 extracts and caches first, so the other ranks only read the file.
+    if runtime.is_main:
+        cached_tokens(preset, "train", codec, semantic, mulan, progress=not args.quiet)
+    if runtime.distributed:
+        torch.distributed.barrier()
+    train_tokens = cached_tokens(preset, "train", codec, semantic, mulan)
+    val_tokens = cached_tokens(preset, "validation", codec, semantic, mulan) if runtime.is_main else None
+    del codec, semantic, mulan  # the tokenizers are not needed any more
+    run, step_fn, validate = stage_run(stage, preset, train_tokens, val_tokens, args.out, runtime, sources, args.quiet)
+    return fit(run, step_fn, validate, resume=args.resume)
+
+
+def train_semantic_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train semantic-stage`: p(S | M_A) (Chapter 6)."""
+    return train_stage("semantic", preset, args, runtime)
+
+
+def train_coarse_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train coarse`: p(A_1..4 | S, M_A) (Chapter 6)."""
+    return train_stage("coarse", preset, args, runtime)
+
+
+def train_fine_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train fine`: p(A_5..Q | A_1..4) (Chapter 6)."""
+    return train_stage("fine", preset, args, runtime)
