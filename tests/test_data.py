@@ -126,7 +126,7 @@ def test_public_api_reuses_the_saved_set(small_set, monkeypatch):
     assert [r["clip_id"] for r in labels] == dd["test"]["clip_id"] and len(waves) == len(labels)
     decoded = dd["test"][0]["audio"].get_all_samples()  # the Audio column decodes to the same samples
     assert decoded.sample_rate == SR and torch.allclose(decoded.data[0], waves[0], atol=1e-4)
-    assert not [p for p in root.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    assert not [p for p in root.iterdir() if ".tmp-" in p.name], "temporary folders left behind"
 
 
 def test_stale_set_is_rebuilt(tmp_path, monkeypatch):
@@ -374,3 +374,11 @@ def test_full_tiny_synthcaps():
     assert not (sources[0] & sources[1] or sources[0] & sources[2] or sources[1] & sources[2])
     assert 24 <= counts["test"] <= 40 and 24 <= counts["validation"] <= 40
     assert len({r["style"] for rows in labels.values() for r in rows}) == len(render.STYLES)
+
+
+def test_chop_strikes_on_the_excerpt_grid():
+    chords = np.array([[0.0, 4.0, 60], [4.0, 1.0, 64], [5.5, 0.25, 67]])
+    strum = render.chop(chords, 1.0)
+    assert list(strum[:, 0]) == [0, 1, 2, 3, 4] and list(strum[:, 2]) == [60] * 4 + [64]
+    stabs = render.chop(chords, 2.0, offset=1.5)
+    assert list(stabs[:, 0]) == [1.5, 3.5, 5.5] and list(stabs[:, 2]) == [60, 60, 67]  # 64 falls between stabs

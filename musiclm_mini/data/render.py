@@ -35,7 +35,7 @@ def soundfont_path() -> str:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Ensemble:
-    """A named group: GM program choices per role; an empty tuple means 'the melody instrument'."""
+    """A named group: GM program choices per role; empty means 'the melody instrument' (Chapter 1)."""
 
     name: str
     melody: tuple[int, ...]
@@ -61,7 +61,8 @@ STYLES = {
     "chamber": Style((Ensemble("string quartet", (40,), (41,), (42,)),
                       Ensemble("woodwind quartet", (73,), (71, 68), (70,))), (56, 132), 0.0, "", "held"),
     "church organ": Style((Ensemble("organist", (19,)),), (50, 100), 0.0, "", "held"),
-    "piano solo": Style((Ensemble("pianist", (0, 1)), Ensemble("electric piano player", (4,))), (56, 150), 0.0, "", "held"),
+    "piano solo": Style((Ensemble("pianist", (0, 1)), Ensemble("electric piano player", (4,))), (56, 150), 0.0,
+                        "", "held"),
     "folk": Style((Ensemble("folk band", (40, 73, 21, 22, 75, 71), (24, 25, 105), (32,)),),
                   (80, 168), 0.4, "folk", "strum"),
     "rock": Style((Ensemble("rock band", (30, 29), (29, 27, 16), (33, 34)),), (96, 168), 1.0, "rock",
@@ -105,18 +106,21 @@ def excerpt(notes: np.ndarray, start: float, length: float, period: float) -> np
 
 
 def octave_shift(notes: np.ndarray, center: int) -> int:
-    """Whole octaves that move the notes' median pitch closest to `center`."""
+    """Whole octaves that move the notes' median pitch closest to `center` (Chapter 1)."""
     return 0 if len(notes) == 0 else int(12 * np.round((center - np.median(notes[:, 2])) / 12))
 
 
 def chop(notes: np.ndarray, step: float, offset: float = 0.0) -> np.ndarray:
-    """Re-strike each note every `step` beats (strummed or pulsing accompaniment)."""
+    """Strike whatever sounds at each grid time `offset + k * step`: strums, pulses, stabs (Chapter 1).
+
+    The grid is the excerpt's (it starts on a bar line), so a guitar strums on the beats and a
+    jazz pianist stabs on the off-beats, whatever the rhythm of the written chords.
+    """
     rows = []
     for onset, dur, pitch in notes:
-        t = onset + offset
-        while t < onset + dur - 1e-6:
+        first = np.ceil((onset - offset) / step - 1e-9) * step + offset
+        for t in np.arange(first, onset + dur - 1e-6, step):
             rows.append((t, min(step * 0.9, onset + dur - t), pitch))
-            t += step
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
@@ -130,13 +134,13 @@ def texture(part: np.ndarray, role: str, kind: str) -> np.ndarray:
         return chop(part, 0.5)
     if kind == "pulse":  # electronic: sustained pad, off-beat bass
         return part if role == "harmony" else chop(part, 1.0, offset=0.5)
-    if kind == "comp":  # jazz: short chord stabs on the off-beats, walking quarter notes
+    if kind == "comp":  # jazz: chord stabs on the "and" of 2 and 4, bass on every beat
         return chop(part, 2.0, offset=1.5) if role == "harmony" else chop(part, 1.0)
     raise ValueError(f"unknown texture {kind!r}")
 
 
 def swing(notes: np.ndarray) -> np.ndarray:
-    """Delay every off-beat eighth to the last third of its beat: the jazz lilt."""
+    """Delay every off-beat eighth to the last third of its beat: the jazz lilt (Chapter 1)."""
     out = notes.copy()
     off = np.isclose(out[:, 0] % 1.0, 0.5)
     out[off, 0] += 1.0 / 6.0
@@ -250,7 +254,7 @@ def render(parts: list[dict], sample_rate: int, num_samples: int, peak: float) -
 
 
 def finish(audio: np.ndarray, num_samples: int, peak: float, sample_rate: int) -> np.ndarray:
-    """Crop or pad to `num_samples`, fade the last 50 ms out, scale to `peak`: float32 (T,)."""
+    """Crop or pad to `num_samples`, fade the last 50 ms out, scale to `peak`: float32 (T,) (Chapter 1)."""
     out = np.zeros(num_samples, dtype=np.float64)
     out[: min(len(audio), num_samples)] = audio[:num_samples]
     fade = int(0.05 * sample_rate)

@@ -30,7 +30,7 @@ COLLECTIONS = {
     "oneills-1850": ("oneills1850", "mono", 0.15),
     "madrigals": ("monteverdi", "poly", 0.10),
 }
-_CHORALE = re.compile(r"^bwv[\d.]+\.mxl$")  # chorale movements; skips "-inst", "-a" duplicates
+_CHORALE = re.compile(r"^bwv(?!846)[\d.]+\.mxl$")  # chorales; skips "-inst"/"-a" duplicates and a prelude
 MIN_NOTES = 12  # a source needs at least this many melody notes to make a 10 s clip
 
 
@@ -74,8 +74,8 @@ def collection_sources(name: str) -> tuple[str, ...]:
     files = sorted(os.listdir(root))
     if name == "bach-chorales":
         return tuple(f"{folder}/{f}" for f in files if _CHORALE.match(f))
-    if name == "madrigals":
-        return tuple(f"{folder}/{f}" for f in files if f.endswith(".mxl"))
+    if name == "madrigals":  # "_old" files duplicate a madrigal: one piece must not sit in two splits
+        return tuple(f"{folder}/{f}" for f in files if f.endswith(".mxl") and "_old" not in f)
     if name == "ryans-mammoth":  # one tune per file
         return tuple(f"{folder}/{f}" for f in files if f.endswith(".abc"))
     ids = []

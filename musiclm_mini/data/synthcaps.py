@@ -30,7 +30,7 @@ import numpy as np
 
 from . import captions, render, scores
 
-GENERATOR_VERSION = 1  # bump when the generator changes: stale data sets are rebuilt
+GENERATOR_VERSION = 3  # bump when the generator changes: stale data sets are rebuilt
 SPLITS = ("train", "validation", "test")
 KEY_NAMES = {"major": "C Db D Eb E F F# G Ab A Bb B".split(), "minor": "C C# D Eb E F F# G G# A Bb B".split()}
 # How likely each style is for scores with real voices ("poly") and for one-line tunes ("mono").
@@ -187,15 +187,15 @@ def _quiet_datasets():
             hf_logging.enable_progress_bar()
 
 
-def _save(records: list[dict], feats, out_dir: Path) -> None:
-    """Group records by split and write a DatasetDict to `out_dir`."""
+def _save(records: list[dict], feats, out_dir: Path, name_key: str) -> None:
+    """Group records (with WAV bytes under "wav") by split and write a DatasetDict to `out_dir`."""
     from datasets import Dataset, DatasetDict
 
     dd = {}
     for split in SPLITS:
         rows = [r for r in records if r["split"] == split]
         cols = {name: [r[name] for r in rows] for name in feats if name != "audio"}
-        cols["audio"] = [{"bytes": r["wav"], "path": f"{r['clip_id']}.wav"} for r in rows]
+        cols["audio"] = [{"bytes": r["wav"], "path": f"{r[name_key]}.wav"} for r in rows]
         dd[split] = Dataset.from_dict(cols, features=feats)
     with _quiet_datasets():
         DatasetDict(dd).save_to_disk(str(out_dir))
@@ -204,9 +204,11 @@ def _save(records: list[dict], feats, out_dir: Path) -> None:
 def generate_synthcaps(data_config, out_dir, num_workers: int = 2, verbose: bool = False) -> Path:
     """Generate SynthCaps for a `DataConfig` into `out_dir` (Chapter 1).
 
-    Scores are taken in a seeded order and each gives `clips_per_source` variants; a score that
-    fails to parse is skipped. Writes the DatasetDict plus `sources.json` (score -> split) and
-    `config.json`. Same config -> same audio bytes, whatever `num_workers` is.
+    Scores are taken in a seeded order and each gives `variants_per_score` clips (more when the
+    config asks for fewer than three scores' worth); a score that fails to parse is skipped.
+    Writes the DatasetDict plus `sources.json` (score -> split) and `config.json`.
+    Same config -> same audio bytes, whatever `num_workers` is. Scripts that call this with
+    workers must guard their entry point with `if __name__ == "__main__":` (spawned processes).
     """
     cfg = dataclasses.asdict(data_config)
     n_sources = max(math.ceil(cfg["num_clips"] / cfg["variants_per_score"]), min(3, cfg["num_clips"]))
@@ -230,7 +232,7 @@ def generate_synthcaps(data_config, out_dir, num_workers: int = 2, verbose: bool
     for r in records:
         r["split"] = splits[r["source_id"]]
     out_dir = Path(out_dir)
-    _save(records, features(cfg["sample_rate"]), out_dir)
+    _save(records, features(cfg["sample_rate"]), out_dir, "clip_id")
     (out_dir / "sources.json").write_text(json.dumps(splits, indent=1))
     (out_dir / "config.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION, **cfg}, indent=1))
     if verbose:
@@ -250,22 +252,38 @@ def _is_current(path: Path, data_config) -> bool:
     return saved == json.loads(json.dumps(want))
 
 
+@contextmanager
+def _lock(path: Path):
+    """Hold an exclusive lock on `path` (POSIX), so two notebooks never build the same set at once."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, the atomic rename below still protects readers
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _ensure(path: Path, data_config, build) -> Path:
     """Build into a temporary sibling folder and rename it into place (atomic for readers)."""
     if _is_current(path, data_config):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    build(tmp)
-    (tmp / "config.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION,
-                                                 **dataclasses.asdict(data_config)}, indent=1))
-    if path.exists():  # stale: made by another config or generator version
-        shutil.rmtree(path)
-    try:
-        os.rename(tmp, path)
-    except OSError:  # another process finished first: keep theirs
+    with _lock(path.parent / f".{path.name}.lock"):
+        if _is_current(path, data_config):  # another process built it while we waited
+            return path
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp)
+        (tmp / "config.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION,
+                                                     **dataclasses.asdict(data_config)}, indent=1))
+        if path.exists():  # stale: made by another config or generator version
+            shutil.rmtree(path)
+        os.rename(tmp, path)
     return path
 
 
@@ -355,7 +373,7 @@ def _melody_job(job: tuple) -> list[dict]:
 
 def generate_melody_pairs(data_config, out_dir, source_splits: dict, num_workers: int = 2) -> Path:
     """Melody pairs from SynthCaps' own scores, keeping each score's split (Chapter 1, used in Chapter 8)."""
-    from datasets import Audio, Dataset, DatasetDict, Features, Value
+    from datasets import Audio, Features, Value
 
     cfg = dataclasses.asdict(data_config)
     by_split = {s: [sid for sid, sp in source_splits.items() if sp == s] for s in SPLITS}
@@ -365,17 +383,10 @@ def generate_melody_pairs(data_config, out_dir, source_splits: dict, num_workers
         take = max(1, round(cfg["num_melodies"] * len(by_split[s]) / total)) if by_split[s] else 0
         jobs += [(len(jobs) + k, sid, s, cfg) for k, sid in enumerate(by_split[s][:take])]
     rows = [r for batch in _run(jobs, _melody_job, num_workers) for r in batch]
-    feats = Features({"melody_id": Value("string"), "variant": Value("string"), "audio": Audio(cfg["sample_rate"]),
-                      "split": Value("string"), "program": Value("int32"), "source_id": Value("string"),
-                      "tempo_bpm": Value("int32"), "key": Value("string")})
-    dd = {}
-    for s in SPLITS:
-        mine = [r for r in rows if r["split"] == s]
-        cols = {k: [r[k] for r in mine] for k in feats if k != "audio"}
-        cols["audio"] = [{"bytes": r["wav"], "path": f"{r['melody_id']}-{r['variant']}.wav"} for r in mine]
-        dd[s] = Dataset.from_dict(cols, features=feats)
-    with _quiet_datasets():
-        DatasetDict(dd).save_to_disk(str(out_dir))
+    text = Value("string")
+    feats = Features({"melody_id": text, "variant": text, "audio": Audio(cfg["sample_rate"]), "split": text,
+                      "program": Value("int32"), "source_id": text, "tempo_bpm": Value("int32"), "key": text})
+    _save([{**r, "name": f"{r['melody_id']}-{r['variant']}"} for r in rows], feats, Path(out_dir), "name")
     return Path(out_dir)
 
 
