@@ -299,7 +299,7 @@ def _colab() -> Preset:
         name="colab",
         data=DataConfig(num_clips=3_000, num_melodies=400),
         codec=CodecConfig(channels=32, embedding_dim=256, rvq=RVQConfig(12, 1024, 256),
-                          weight_waveform=100.0, adversarial_start=2_000),
+                          weight_waveform=1000.0, adversarial_start=2_000),
         semantic=SemanticConfig(d_model=384, n_heads=6, d_ff=1536, contrastive_layers=4, mlm_layers=6,
                                 embedding_layer=4, target_codebook_size=512, num_clusters=512),
         mulan=MuLanConfig(audio_tower="resnet18", resnet_blocks=(2, 2, 2, 2), bottleneck=False,
@@ -328,7 +328,7 @@ def _tiny() -> Preset:
         # hence also a lower dead-code threshold. See Chapter 3.
         codec=CodecConfig(strides=(4, 5, 6, 8), channels=16, embedding_dim=64,
                           rvq=RVQConfig(8, 256, 64, dead_code_threshold=0.1), disc_channels=16,
-                          weight_waveform=100.0, adversarial_start=10_000),  # no GAN phase on CPU
+                          weight_waveform=1000.0, adversarial_start=10_000),  # no GAN phase on CPU
         # 12.5 Hz frames (80 ms): a 10 s clip is 125 tokens. Mask spans of 5 frames = 400 ms as in the paper.
         semantic=SemanticConfig(frame_rate=12.5, d_model=128, n_heads=4, d_ff=384, conv_kernel=15,
                                 conv_channels=32, contrastive_layers=2, mlm_layers=3, embedding_layer=2,

@@ -55,13 +55,16 @@ class KMeans(nn.Module):
 
     @property
     def num_clusters(self) -> int:
+        """K, the vocabulary size of the tokens (Chapter 4)."""
         return self.centroids.shape[0]
 
     @property
     def dim(self) -> int:
+        """D, the dimension of the frames clustered (Chapter 4)."""
         return self.centroids.shape[1]
 
     def standardize(self, x: Tensor) -> Tensor:
+        """Per-dimension zero mean and unit variance, with the training frames' statistics (Chapter 4)."""
         return (x - self.mean) / self.std
 
     @torch.no_grad()
@@ -178,7 +181,13 @@ class MfccTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of distinct tokens (Chapter 4)."""
         return self.kmeans.num_clusters
+
+    @property
+    def frame_rate(self) -> float:
+        """Tokens per second, the same as the semantic tokenizer's (Chapter 4)."""
+        return self.cfg.sample_rate / self.cfg.hop
 
     @torch.no_grad()
     def tokenize(self, wave: Tensor) -> Tensor:
@@ -195,3 +204,13 @@ class MfccTokenizer:
         """Fit the baseline's k-means on the MFCC frames of training clips (N, T) (Chapter 4)."""
         frames = torch.cat([mfcc_frames(w, cfg).flatten(0, 1) for w in waves.split(batch_size)])
         return cls(cfg, KMeans.fit(frames, cfg.num_clusters, seed=seed))
+
+
+def load_mfcc_tokenizer(preset: str = "tiny", directory: str | None = None) -> MfccTokenizer:
+    """The baseline tokenizer shipped beside the semantic one (checkpoints/semantic-<preset>) (Chapter 4)."""
+    from .config import get_preset
+    from .semantic import semantic_checkpoint_dir
+
+    cfg = get_preset(preset).semantic
+    path = os.path.join(directory or semantic_checkpoint_dir(preset), "mfcc-kmeans")
+    return MfccTokenizer(cfg, load_kmeans(path, expected_clusters=cfg.num_clusters, expected_dim=39))

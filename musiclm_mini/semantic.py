@@ -194,6 +194,7 @@ class SemanticModel(nn.Module):
 
     @property
     def frame_rate(self) -> float:
+        """Frames (tokens) per second: 25 in the paper, 12.5 in tiny (Chapter 4)."""
         return self.cfg.sample_rate / self.cfg.hop
 
     def num_parameters(self) -> int:
@@ -251,10 +252,12 @@ class SemanticTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of distinct tokens, the k-means cluster count (Chapter 4)."""
         return self.kmeans.num_clusters
 
     @property
     def frame_rate(self) -> float:
+        """Tokens per second (Chapter 4)."""
         return self.model.frame_rate
 
     @torch.no_grad()
@@ -282,11 +285,15 @@ def semantic_checkpoint_config(preset_name: str, cfg: SemanticConfig) -> dict:
     return {"model": "w2v-bert", "preset": preset_name, "semantic": dataclasses.asdict(cfg)}
 
 
-def load_semantic_model(directory: str, preset: str = "tiny", device: str | torch.device = "cpu") -> SemanticModel:
-    """A trained SemanticModel in eval mode; CheckpointError if missing or made for another preset (Chapter 4)."""
+def load_semantic_model(directory: str, preset: str = "tiny", device: str | torch.device = "cpu",
+                        cfg: SemanticConfig | None = None) -> SemanticModel:
+    """A trained SemanticModel in eval mode; CheckpointError if missing or made for another config (Chapter 4).
+
+    `cfg` defaults to the preset's; pass it when the run overrode fields (`--set semantic.x=...`).
+    """
     from .checkpoint import load_checkpoint
 
-    cfg = get_preset(preset).semantic
+    cfg = cfg or get_preset(preset).semantic
     ckpt = load_checkpoint(directory, semantic_checkpoint_config(preset, cfg), with_train_state=False)
     model = SemanticModel(cfg)
     try:

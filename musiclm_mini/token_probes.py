@@ -86,11 +86,11 @@ def format_probe_table(rows: list[dict]) -> str:
     names = list(dict.fromkeys(r["tokenizer"] for r in rows))
     tasks = list(dict.fromkeys((r["task"], r.get("level")) for r in rows))
     by = {(r["tokenizer"], (r["task"], r.get("level"))): r for r in rows}
-    lines = [f"{'task':<22}{'kind':<9}{'classes':>8}{'majority':>10}" + "".join(f"{n:>12}" for n in names)]
+    lines = [f"{'task':<28}{'kind':<9}{'classes':>8}{'majority':>10}" + "".join(f"{n:>12}" for n in names)]
     for t in tasks:
         first = by[(names[0], t)]
         label = f"{t[0]} ({t[1]})" if t[1] else t[0]
-        line = f"{label:<22}{first['kind']:<9}{first['n_classes']:>8}{first['majority']:>10.2f}"
+        line = f"{label:<28}{first['kind']:<9}{first['n_classes']:>8}{first['majority']:>10.2f}"
         lines.append(line + "".join(f"{by[(n, t)]['accuracy']:>12.2f}" for n in names))
     return "\n".join(lines)
 
@@ -145,6 +145,8 @@ def sounding_pitch(notes: np.ndarray, frames: int, frame_rate: float, highest: b
 
     notes (N, >=3) start s, end s, pitch -> (frames,) int.
     """
+    if len(notes) == 0:
+        return np.full(frames, -1)
     centres = (np.arange(frames) + 0.5) / frame_rate  # (T',)
     on = (notes[None, :, 0] <= centres[:, None]) & (centres[:, None] < notes[None, :, 1])  # (T', N)
     pitch = np.where(on, notes[None, :, 2], -np.inf if highest else np.inf)
@@ -234,18 +236,19 @@ FRAME_KINDS = {"melody pitch class": "content", "bass pitch class": "content", "
 
 
 def synthcaps_probes(preset, tokenizers: dict, train_split: str = "train", test_split: str = "test",
-                     frame_level: bool = True) -> list[dict]:
+                     frame_level: bool = True, tokens: dict | None = None) -> list[dict]:
     """Content-versus-timbre probes of each tokenizer on SynthCaps, scored on `test_split` (Chapter 4).
 
     tokenizers: name -> object with `tokenize(waves) -> (N, T')` and `vocab_size`. Clip-level tasks
     (`CLIP_TASKS`) probe bags of tokens and token pairs; frame-level tasks (`FRAME_KINDS`) probe each
     frame's token with its two neighbours against what the notes say is sounding there.
+    `tokens` (name -> split -> (N, T')) skips tokenizing again when the caller already has them.
     """
     from .data import synthcaps
 
     waves = {s: synthcaps.split_waveforms(preset, s) for s in (train_split, test_split)}
     labels = {s: synthcaps.split_labels(preset, s) for s in (train_split, test_split)}
-    tokens = {name: {s: tok.tokenize(w) for s, w in waves.items()} for name, tok in tokenizers.items()}
+    tokens = tokens or {name: {s: tok.tokenize(w) for s, w in waves.items()} for name, tok in tokenizers.items()}
     rows = []
     for name, tok in tokenizers.items():
         feats = {s: token_histograms(tokens[name][s], tok.vocab_size, 256) for s in waves}
@@ -264,4 +267,68 @@ def synthcaps_probes(preset, tokenizers: dict, train_split: str = "train", test_
             rows.append({"tokenizer": name, "task": task, "kind": kind, "level": "frame",
                          **frame_probe(x[train_split], targets[train_split][task], x[test_split],
                                        targets[test_split][task])})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Before k-means: what each layer's continuous embeddings know
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def layer_features(model, waves: Tensor, batch_size: int = 16) -> dict[str, np.ndarray]:
+    """Frames of every stage of a SemanticModel, name -> (N * T', dim) (Chapter 4).
+
+    "log-mel" (the input, averaged to the frame rate), "encoder", "contrastive" (output of the
+    contrastive module), "mlm 1" ... "mlm L" (each MLM layer).
+    """
+    model.eval()
+    out: dict[str, list] = {}
+    for w in torch.as_tensor(waves).split(batch_size):
+        mel = model.encoder.log_mel(w)  # (B, 4T', M)
+        feats = model.encoder(w)  # (B, T', D)
+        context = model.contrastive(feats)[-1]
+        stages = {"log-mel": mel.reshape(mel.shape[0], feats.shape[1], -1, mel.shape[-1]).mean(2),
+                  "encoder": feats, "contrastive": context}
+        stages.update({f"mlm {i + 1}": h for i, h in enumerate(model.mlm(context))})
+        for name, x in stages.items():
+            out.setdefault(name, []).append(x.flatten(0, 1).numpy())
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, ridge: float = 1.0) -> np.ndarray:
+    """Least-squares linear classifier, closed form: standardize, regress one-hot labels, take the argmax (Chapter 4).
+
+    train_x (N, D), train_y (N,) int labels, test_x (M, D) -> predicted labels (M,). Milliseconds
+    where a logistic regression takes seconds, which matters for probing many layers in a notebook.
+    """
+    x = torch.as_tensor(train_x, dtype=torch.float64)
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
+    x = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # (N, D + 1) with a bias column
+    classes, y = np.unique(train_y, return_inverse=True)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(y), len(classes)).to(x.dtype)  # (N, C)
+    w = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype), x.T @ onehot)  # (D + 1, C)
+    z = (torch.as_tensor(test_x, dtype=torch.float64) - mean) / std
+    scores = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1) @ w
+    return classes[scores.argmax(1).numpy()]
+
+
+def layer_probes(model, train_waves: Tensor, train_targets: dict[str, np.ndarray], test_waves: Tensor,
+                 test_targets: dict[str, np.ndarray], tasks: Sequence[str] = ("melody pitch class", "instrument"),
+                 ) -> list[dict]:
+    """Linear (ridge) probes on each stage's continuous frames, fitted on train frames, scored on test (Chapter 4).
+
+    targets: task -> (N * T',) labels, -1 where undefined (as `frame_targets` returns). One row per
+    (stage, task), with "tokenizer" naming the stage so `format_probe_table` can print them.
+    """
+    train, test = layer_features(model, train_waves), layer_features(model, test_waves)
+    rows = []
+    for task in tasks:
+        ytr, yte = train_targets[task], test_targets[task]
+        ktr, kte = ytr >= 0, yte >= 0
+        values, counts = np.unique(ytr[ktr], return_counts=True)
+        majority = float(np.mean(yte[kte] == values[counts.argmax()]))
+        for name in train:
+            pred = ridge_probe(train[name][ktr], ytr[ktr], test[name][kte])
+            rows.append({"tokenizer": name, "task": task, "kind": FRAME_KINDS.get(task, ""), "level": "frame",
+                         "accuracy": float(np.mean(pred == yte[kte])), "majority": majority,
+                         "n_test": int(kte.sum()), "n_classes": int(len(values))})
     return rows

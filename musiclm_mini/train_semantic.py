@@ -20,9 +20,30 @@ from pathlib import Path
 import torch
 
 from .config import Preset
+from .errors import CheckpointError
 from .semantic import SemanticModel, load_semantic_model, semantic_checkpoint_config
 from .train import Run, Runtime, fit, step_generator, unwrap, wrap_ddp
 from .train_codec import codec_batch, load_splits
+
+
+# ---------------------------------------------------------------------------------------------
+# Which data a run saw
+# ---------------------------------------------------------------------------------------------
+def data_fingerprint(preset: Preset, data: str) -> dict:
+    """The SynthCaps config and a hash of its score -> split table, or the name of another data set (Chapter 4).
+
+    Stored with a run and compared by `kmeans`: probes scored on "held-out" clips mean nothing if the
+    data set was regenerated (and its splits redrawn) after the model was trained.
+    """
+    if data != "synthcaps":
+        return {"data": data}
+    import hashlib
+
+    from .data import synthcaps
+
+    folder = synthcaps.ensure_synthcaps(preset)
+    return {"data": "synthcaps", "config": json.loads((folder / "config.json").read_text()),
+            "splits_sha256": hashlib.sha256((folder / "sources.json").read_bytes()).hexdigest()[:16]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,6 +91,9 @@ def train_semantic(preset: Preset, args: argparse.Namespace, runtime: Runtime) -
     train_waves, val_waves = load_splits(preset, args.data)
     crop = int(cfg.crop_seconds * cfg.sample_rate)
     val_clips = val_waves[:16]
+    if runtime.is_main:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "data.json").write_text(json.dumps(data_fingerprint(preset, args.data), indent=1) + "\n")
 
     def step_fn(step: int) -> dict[str, float]:
         wave = codec_batch(train_waves, tc.batch_size, crop, step, tc.seed, runtime.rank, runtime.world_size)
@@ -122,8 +146,13 @@ def train_kmeans(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> 
     cfg, seed = preset.semantic, preset.train.seed
     source = Path(os.environ.get("MUSICLM_SEMANTIC_RUN", f"runs/semantic-{preset.name}"))
     out = Path(args.out)
+    seen = json.loads((source / "data.json").read_text()) if (source / "data.json").exists() else None
+    now = data_fingerprint(preset, args.data)
+    if seen != now:
+        raise CheckpointError(f"{source} was trained on another version of the data ({seen} != {now}): "
+                              f"train it again with `python -m musiclm_mini.train semantic --preset {preset.name}`")
     export_weights(source, out)  # half-precision weights + config, no optimizer state
-    model = load_semantic_model(str(out), preset.name, runtime.device)
+    model = load_semantic_model(str(out), preset.name, runtime.device, cfg)
     train_waves, _ = load_splits(preset, args.data)
 
     frames = layer_embeddings(model, train_waves)  # (N T', D)
@@ -133,7 +162,7 @@ def train_kmeans(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> 
     mfcc = MfccTokenizer.fit(train_waves, cfg, seed=seed)
     save_kmeans(str(out / "mfcc-kmeans"), mfcc.kmeans, {**meta, "features": "mfcc+deltas (39)"})
 
-    record = read_training_record(source)
+    record = {**read_training_record(source), "data": now}
     tokenizers = {"w2v-BERT": SemanticTokenizer(model, kmeans), "MFCC": mfcc}
     record["probes"] = synthcaps_probes(preset, tokenizers) if args.data == "synthcaps" else []
     (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")

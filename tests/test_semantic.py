@@ -1,7 +1,6 @@
 """Tests of Chapter 4: the w2v-BERT-style model, k-means, semantic and MFCC tokenizers, probes."""
 import dataclasses
 import math
-import os
 
 import numpy as np
 import pytest
@@ -232,3 +231,39 @@ def test_exercise_stub_fails_and_reference_passes():
         return assign, sums / torch.bincount(assign, minlength=len(c)).clamp(min=1)[:, None]
 
     assert not check_lloyd_step(forgets_empty_clusters, verbose=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame-level probe helpers and the recipes end to end (on quick synthetic data)
+# ---------------------------------------------------------------------------------------------
+def test_sounding_pitch_and_context_onehots():
+    from musiclm_mini.token_probes import context_onehots, sounding_pitch
+
+    notes = np.array([[0.0, 1.0, 60], [0.5, 2.0, 64]])
+    hi = sounding_pitch(notes, 30, 10.0)  # frame centres at 0.05, 0.15, ... s
+    lo = sounding_pitch(notes, 30, 10.0, highest=False)
+    assert hi[2] == 60 and hi[7] == 64 and lo[7] == 60 and hi[15] == 64 and hi[25] == -1
+    assert (sounding_pitch(np.zeros((0, 4)), 5, 10.0) == -1).all()
+    x = context_onehots(torch.tensor([[0, 1, 2]]), 3).toarray()  # (3 frames, 3 x 3)
+    assert x.shape == (3, 9)
+    assert x[1].tolist() == [1, 0, 0, 0, 1, 0, 0, 0, 1]  # previous 0, current 1, next 2
+    assert x[0, :3].sum() == 0 and x[2, 6:].sum() == 0  # no neighbour beyond the clip's edges
+
+
+def test_recipes_train_then_kmeans_then_load(tmp_path, monkeypatch):
+    import json
+
+    from musiclm_mini.train import main
+
+    run, out = tmp_path / "run", tmp_path / "tok"
+    common = ["--preset", "tiny", "--data", "sines", "--quiet", "--threads", "1"]
+    main(["semantic", *common, "--steps", "3", "--val-every", "3", "--checkpoint-every", "3", "--out", str(run)])
+    monkeypatch.setenv("MUSICLM_SEMANTIC_RUN", str(run))
+    record = main(["kmeans", *common, "--out", str(out)])
+    assert record["step"] == 3 and len(record["validation"]) == 1 and record["data"] == {"data": "sines"}
+    tok = load_semantic_tokenizer("tiny", directory=str(out))
+    wave = _music(1, 2.0)
+    assert tok.tokenize(wave).shape == (1, 25)
+    (run / "data.json").write_text(json.dumps({"data": "something else"}))
+    with pytest.raises(CheckpointError, match="another version of the data"):
+        main(["kmeans", *common, "--out", str(tmp_path / "tok2")])
