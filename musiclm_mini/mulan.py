@@ -115,14 +115,21 @@ class AudioTower(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Windows: audio of any length
 # ---------------------------------------------------------------------------------------------
-def audio_windows(wave: Tensor, window: int, hop: int) -> Tensor:
+def audio_windows(wave: Tensor, window: int, hop: int, short: str = "loop") -> Tensor:
     """Cut (B, T) audio into (B, W, window) windows `hop` apart (Chapter 5).
 
-    Audio shorter than one window is zero-padded to one window. When the last hop does not land on
-    the end, one more window is aligned with the end, so no sample is left out.
+    Audio shorter than one window is looped to fill it (`short="loop"`) or padded with silence
+    (`short="zeros"`). Looping keeps the input looking like music; a window that falls silent halfway
+    is unlike anything the tower was trained on (Chapter 5 measures the difference). When the last hop
+    does not land on the end, one more window is aligned with the end, so no sample is left out.
     """
     if wave.shape[-1] < window:
-        wave = F.pad(wave, (0, window - wave.shape[-1]))  # silence after a short clip
+        if short == "loop":
+            wave = wave.repeat(1, -(-window // wave.shape[-1]))[:, :window]  # ceil(window / T) copies
+        elif short == "zeros":
+            wave = F.pad(wave, (0, window - wave.shape[-1]))
+        else:
+            raise ValueError(f"short must be 'loop' or 'zeros', got {short!r}")
     windows = wave.unfold(-1, window, hop)  # (B, W, window)
     if (wave.shape[-1] - window) % hop:
         windows = torch.cat([windows, wave[:, None, -window:]], dim=1)
@@ -196,14 +203,15 @@ class MuLan(nn.Module):
         """Audio windows (N, window) -> unit-norm embeddings (N, D), in chunks (Chapter 5)."""
         return torch.cat([self.audio_tower(w) for w in windows.split(batch_size)])
 
-    def embed_audio(self, wave: Tensor, batch_size: int = 64) -> Tensor:
+    def embed_audio(self, wave: Tensor, batch_size: int = 64, short: str = "loop") -> Tensor:
         """MuLan audio embedding of audio of any length (Chapter 5). (B, T) or (T,) -> (B, D).
 
         The mean of the window embeddings (10 s windows, 1 s stride in the paper), renormalised to
-        unit length so it compares with text embeddings by cosine.
+        unit length so it compares with text embeddings by cosine. Audio shorter than one window is
+        looped to fill it (`short="zeros"` pads with silence instead; see `audio_windows`).
         """
         wave = check_audio(wave).to(self.log_scale.device)
-        windows = audio_windows(wave, self.window, self.hop)  # (B, W, window)
+        windows = audio_windows(wave, self.window, self.hop, short)  # (B, W, window)
         B, W, _ = windows.shape
         emb = self.embed_windows(windows.reshape(B * W, -1), batch_size).reshape(B, W, -1)
         return F.normalize(emb.mean(1), dim=-1)  # (B, D)
@@ -246,6 +254,8 @@ class MuLan(nn.Module):
         """
         torch.manual_seed(seed)
         x = embeddings.detach().float()[None]  # (1, N, D): one "sequence" of N vectors
+        for layer in self.rvq.layers:  # always from k-means, even over an earlier fit (resumed runs)
+            layer.initialized.fill_(False)
         self.rvq.train()
         for _ in range(steps):
             self.rvq(x, n_q=self.rvq.num_quantizers)
@@ -264,10 +274,6 @@ class MuLan(nn.Module):
         }
         counts["total"] = sum(counts.values()) + 1  # + the temperature
         return counts
-
-    def trainable_state(self) -> dict[str, Tensor]:
-        """What a checkpoint ships: everything but the frozen pretrained text backbone (Chapter 5)."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
 
 
 # ---------------------------------------------------------------------------------------------

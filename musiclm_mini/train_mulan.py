@@ -14,7 +14,6 @@ the held-out test split is measured (retrieval recall@k, zero-shot tagging) into
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,6 @@ import numpy as np
 import torch
 
 from .config import Preset, get_preset
-from .errors import CheckpointError
 from .mulan import MuLan, audio_windows, checkpoint_dir, mulan_checkpoint_config
 from .train import Run, Runtime, batch_indices, fit, step_generator, wrap_ddp
 
@@ -48,11 +46,12 @@ def caption_variants(label: dict, n_extra: int = 3, seed: int = 0) -> list[str]:
 
 
 def load_pairs(preset: Preset, split: str) -> tuple[torch.Tensor, list[dict]]:
-    """SynthCaps waveforms (N, T) and labels of a split: train, validation or test (Chapter 5)."""
+    """SynthCaps waveforms (N, T) and labels of a split: train, validation or test (Chapter 5).
+
+    The data set is generated first if missing (Chapter 1).
+    """
     from .data import synthcaps
 
-    if hasattr(synthcaps, "ensure_synthcaps"):
-        synthcaps.ensure_synthcaps(preset)
     waves = torch.as_tensor(synthcaps.split_waveforms(preset, split)).float()
     labels = synthcaps.split_labels(preset, split)
     if len(labels) != waves.shape[0]:
