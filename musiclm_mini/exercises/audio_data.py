@@ -8,13 +8,13 @@ The reader writes `fn(wave, rate) -> mono`, with
 from __future__ import annotations
 
 import math
-import traceback
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..audio import prepare_waveform
+from .grading import grade
 
 TARGET_RATE = 24_000
 
@@ -45,28 +45,13 @@ def check_to_mono_24k(fn: Callable[[Tensor, int], Tensor], verbose: bool = True)
 
     Never raises: an exception inside `fn` counts as a failed check, so the notebook keeps running.
     """
-    say = print if verbose else (lambda *a, **k: None)
-    passed = True
-    for name, wave, rate in _cases():
+    def compare(got, wave: Tensor, rate: int) -> str | None:
         want = reference_to_mono_24k(wave, rate)
-        try:
-            got = torch.as_tensor(fn(wave.clone(), rate)).float()
-        except NotImplementedError:
-            say(f"FAIL  {name}: not implemented yet (the function raised NotImplementedError)")
-            passed = False
-            continue
-        except Exception:  # the reader's bug, shown to the reader
-            say(f"FAIL  {name}: the function raised\n{traceback.format_exc(limit=1)}")
-            passed = False
-            continue
+        got = torch.as_tensor(got).float()
         if got.shape != want.shape:
-            say(f"FAIL  {name}: shape {tuple(got.shape)}, expected {tuple(want.shape)} (mono, 24 kHz)")
-            passed = False
-        elif not torch.allclose(got, want, atol=1e-3):
-            err = (got - want).abs().max().item()
-            say(f"FAIL  {name}: samples differ from the reference by up to {err:.3g}")
-            passed = False
-        else:
-            say(f"ok    {name}")
-    say("All checks passed." if passed else "Some checks failed: read the messages above.")
-    return passed
+            return f"shape {tuple(got.shape)}, expected {tuple(want.shape)} (mono, 24 kHz)"
+        if not torch.allclose(got, want, atol=1e-3):
+            return f"samples differ from the reference by up to {(got - want).abs().max().item():.3g}"
+        return None
+
+    return grade(_cases(), fn, compare, verbose)

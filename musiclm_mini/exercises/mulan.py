@@ -8,7 +8,6 @@ The reader writes `fn(audio, text, log_scale) -> loss`, with
 """
 from __future__ import annotations
 
-import traceback
 from typing import Callable
 
 import torch
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..mulan import contrastive_loss
+from .grading import grade
 
 
 def reference_contrastive_loss(audio: Tensor, text: Tensor, log_scale: Tensor) -> Tensor:
@@ -45,33 +45,16 @@ def check_contrastive_loss(fn: Callable[[Tensor, Tensor, Tensor], Tensor], verbo
 
     Never raises: an exception inside `fn` counts as a failed check, so the notebook keeps running.
     """
-    say = print if verbose else (lambda *a, **k: None)
-    passed = True
-    for name, audio, text, log_scale in _cases():
+    def compare(got, audio: Tensor, text: Tensor, log_scale: Tensor) -> str | None:
         want = reference_contrastive_loss(audio, text, log_scale)
-        try:
-            got = torch.as_tensor(fn(audio.clone(), text.clone(), log_scale.clone())).float()
-        except NotImplementedError:
-            say(f"FAIL  {name}: not implemented yet (the function raised NotImplementedError)")
-            passed = False
-            continue
-        except Exception as exc:  # noqa: BLE001 - report any mistake, keep grading
-            say(f"FAIL  {name}: raised {type(exc).__name__}: {exc}")
-            if verbose:
-                traceback.print_exc(limit=1)
-            passed = False
-            continue
+        got = torch.as_tensor(got).float()
         if got.numel() != 1:
-            say(f"FAIL  {name}: expected one number (a 0-d tensor), got shape {tuple(got.shape)}")
-            passed = False
-        elif not torch.allclose(got.reshape(()), want, atol=1e-4):
-            hint = ""
+            return f"expected one number (a 0-d tensor), got shape {tuple(got.shape)}"
+        if not torch.allclose(got.reshape(()), want, atol=1e-4):
             one_way = F.cross_entropy(log_scale.exp() * audio @ text.t(), torch.arange(len(audio)))
-            if torch.allclose(got.reshape(()), one_way, atol=1e-4):
-                hint = " (that is only audio->text: average it with text->audio)"
-            say(f"FAIL  {name}: got {got.item():.4f}, expected {want.item():.4f}{hint}")
-            passed = False
-        else:
-            say(f"ok    {name}")
-    say("All checks passed." if passed else "Some checks failed: read the messages above.")
-    return passed
+            hint = (" (that is only audio->text: average it with text->audio)"
+                    if torch.allclose(got.reshape(()), one_way, atol=1e-4) else "")
+            return f"got {got.item():.4f}, expected {want.item():.4f}{hint}"
+        return None
+
+    return grade(_cases(), fn, compare, verbose)

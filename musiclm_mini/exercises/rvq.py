@@ -8,13 +8,13 @@ The reader writes `fn(x, codebooks) -> codes`, with
 """
 from __future__ import annotations
 
-import traceback
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..quantize import nearest_code
+from .grading import grade
 
 
 def reference_residual_encode(x: Tensor, codebooks: Tensor) -> Tensor:
@@ -49,37 +49,18 @@ def check_residual_encode(fn: Callable[[Tensor, Tensor], Tensor], verbose: bool 
 
     Never raises: an exception inside `fn` counts as a failed check, so the notebook keeps running.
     """
-    say = print if verbose else (lambda *a, **k: None)
-    passed = True
-    for name, x, books in _cases():
+    def compare(got, x: Tensor, books: Tensor) -> str | None:
         want = reference_residual_encode(x, books)
-        try:
-            got = fn(x.clone(), books.clone())
-        except NotImplementedError:
-            say(f"FAIL  {name}: not implemented yet (the function raised NotImplementedError)")
-            passed = False
-            continue
-        except Exception as err:  # the reader's bug, reported rather than raised
-            say(f"FAIL  {name}: raised {type(err).__name__}: {err}")
-            if verbose:
-                traceback.print_exc(limit=-1)
-            passed = False
-            continue
         if not isinstance(got, Tensor):
-            say(f"FAIL  {name}: expected a tensor of codes, got {type(got).__name__}")
-            passed = False
-        elif tuple(got.shape) != tuple(want.shape):
-            say(f"FAIL  {name}: expected codes of shape (B, Q, T) = {tuple(want.shape)}, "
-                f"got {tuple(got.shape)}")
-            passed = False
-        elif not torch.equal(got.long(), want):
+            return f"expected a tensor of codes, got {type(got).__name__}"
+        if tuple(got.shape) != tuple(want.shape):
+            return f"expected codes of shape (B, Q, T) = {tuple(want.shape)}, got {tuple(got.shape)}"
+        if not torch.equal(got.long(), want):
             wrong = (got.long() != want).float().mean(dim=(0, 2))  # (Q,) fraction wrong per level
             levels = ", ".join(f"level {q}: {w:.0%}" for q, w in enumerate(wrong.tolist()))
             hint = (" (level 0 is right: are later levels quantizing the residual, not x?)"
                     if wrong[0] == 0 and len(wrong) > 1 else "")
-            say(f"FAIL  {name}: wrong codes ({levels}){hint}")
-            passed = False
-        else:
-            say(f"pass  {name}")
-    say("All checks passed." if passed else "Some checks failed.")
-    return passed
+            return f"wrong codes ({levels}){hint}"
+        return None
+
+    return grade(_cases(), fn, compare, verbose)

@@ -10,11 +10,12 @@ The reader writes `fn(x, centroids) -> (assign, new_centroids)`, with
 """
 from __future__ import annotations
 
-import traceback
 from typing import Callable
 
 import torch
 from torch import Tensor
+
+from .grading import grade
 
 
 def reference_lloyd_step(x: Tensor, centroids: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,43 +48,25 @@ def check_lloyd_step(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], verb
 
     Never raises: an exception inside `fn` counts as a failed check, so the notebook keeps running.
     """
-    say = print if verbose else (lambda *a, **k: None)
-    passed = True
-    for name, x, cents in _cases():
+    def compare(got, x: Tensor, cents: Tensor) -> str | None:
         want_assign, want_cents = reference_lloyd_step(x, cents)
-        try:
-            got = fn(x.clone(), cents.clone())
-            got_assign, got_cents = got
-        except NotImplementedError:
-            say(f"FAIL  {name}: not implemented yet (the function raised NotImplementedError)")
-            passed = False
-            continue
-        except Exception as err:  # the reader's bug, reported rather than raised
-            say(f"FAIL  {name}: raised {type(err).__name__}: {err}")
-            if verbose:
-                traceback.print_exc(limit=-1)
-            passed = False
-            continue
+        got_assign, got_cents = got
         if not (isinstance(got_assign, Tensor) and isinstance(got_cents, Tensor)):
-            say(f"FAIL  {name}: expected two tensors (assign, new_centroids)")
-            passed = False
-        elif tuple(got_assign.shape) != tuple(want_assign.shape) or tuple(got_cents.shape) != tuple(want_cents.shape):
-            say(f"FAIL  {name}: expected shapes {tuple(want_assign.shape)} and {tuple(want_cents.shape)}, "
-                f"got {tuple(got_assign.shape)} and {tuple(got_cents.shape)}")
-            passed = False
-        elif not torch.equal(got_assign.long(), want_assign):
+            return "expected two tensors (assign, new_centroids)"
+        if tuple(got_assign.shape) != tuple(want_assign.shape) or tuple(got_cents.shape) != tuple(want_cents.shape):
+            return (f"expected shapes {tuple(want_assign.shape)} and {tuple(want_cents.shape)}, "
+                    f"got {tuple(got_assign.shape)} and {tuple(got_cents.shape)}")
+        if not torch.equal(got_assign.long(), want_assign):
             wrong = (got_assign.long() != want_assign).float().mean().item()
-            say(f"FAIL  {name}: {wrong:.0%} of frames assigned to the wrong centroid (nearest = smallest distance?)")
-            passed = False
-        elif not torch.allclose(got_cents.float(), want_cents, atol=1e-5):
-            moved = (got_cents.float() - want_cents).norm(dim=1) > 1e-5
-            hint = " (an empty cluster must keep its old centroid)" if name.startswith("an empty") else ""
-            say(f"FAIL  {name}: centroids {moved.nonzero().flatten().tolist()} are not the means of their frames{hint}")
-            passed = False
-        else:
-            say(f"ok    {name}")
-    say("All checks passed." if passed else "Some checks failed: see above.")
-    return passed
+            return f"{wrong:.0%} of frames assigned to the wrong centroid (nearest = smallest distance?)"
+        if not torch.allclose(got_cents.float(), want_cents, atol=1e-5):
+            moved = ~torch.isclose(got_cents.float(), want_cents, atol=1e-5).all(dim=1)  # NaN counts as moved
+            empty = torch.bincount(want_assign, minlength=len(cents)) == 0
+            hint = " (an empty cluster must keep its old centroid)" if (moved & empty).any() else ""
+            return f"centroids {moved.nonzero().flatten().tolist()} are not the means of their frames{hint}"
+        return None
+
+    return grade(_cases(), fn, compare, verbose)
 
 
 def lloyd_step_stub(x: Tensor, centroids: Tensor) -> tuple[Tensor, Tensor]:
