@@ -12,7 +12,7 @@ optimizers live in the training state, so a checkpoint directory resumes exactly
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import math
 
 import torch
@@ -20,6 +20,7 @@ import torch
 from .codec_eval import evaluate_levels
 from .codec_losses import discriminator_from_config, discriminator_loss, generator_losses
 from .config import CodecConfig, Preset
+from .errors import CheckpointError
 from .soundstream import SoundStream, codec_checkpoint_config
 from .train import Run, Runtime, batch_indices, fit, step_generator, unwrap, wrap_ddp
 
@@ -57,6 +58,29 @@ def load_splits(preset: Preset, data: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     synthcaps.ensure_synthcaps(preset)
     return synthcaps.split_waveforms(preset, "train"), synthcaps.split_waveforms(preset, "validation")
+
+
+def record_data(preset: Preset, data: str, out_dir, resume: bool = False) -> None:
+    """Write `data.json` beside the checkpoint: which data set (version, score -> split) trained it (Chapter 3).
+
+    With it, a later test can prove that its "held-out" clips come from scores the codec never saw.
+    Resuming checks the record instead: a run must not continue on a regenerated data set.
+    """
+    record = {"data": data}
+    if data == "synthcaps":
+        from .data import synthcaps
+
+        folder = synthcaps.dataset_dir(preset)
+        record["config"] = json.loads((folder / "config.json").read_text())
+        record["sources"] = json.loads((folder / "sources.json").read_text())
+    path = out_dir / "data.json"
+    if resume and path.exists() and (out_dir / "model.safetensors").exists():
+        if json.loads(path.read_text()) != json.loads(json.dumps(record)):
+            raise CheckpointError(f"{out_dir} was trained on another version of the data ({path}); "
+                                  "resuming would mix data sets: start a new --out instead")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def codec_batch(waves: torch.Tensor, batch_size: int, crop: int, step: int, seed: int,
@@ -107,6 +131,8 @@ def train_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> R
     torch.manual_seed(tc.seed + runtime.rank)  # quantizer dropout etc. (the RVQ broadcasts its choices)
 
     train_waves, val_waves = load_splits(preset, args.data)
+    if runtime.is_main:
+        record_data(preset, args.data, args.out, resume=args.resume)
     crop = int(cfg.crop_seconds * cfg.sample_rate)
     val_clips = val_waves[:8, : 4 * cfg.sample_rate]  # 8 held-out clips, 4 s each: seconds per check
 

@@ -145,3 +145,11 @@ def test_export_weights_drops_training_state(tmp_path):
     ck = load_checkpoint(tmp_path / "ship", {"x": 1})
     assert ck.train_state is None and not (tmp_path / "ship" / STATE_FILE).exists()
     assert ck.model_state["w"].dtype == torch.float16 and ck.model_state["n"].dtype == torch.int64
+
+
+def test_resume_refuses_a_changed_data_set(tmp_path):
+    main(["codec", *SMALL, "--steps", "1", "--out", str(tmp_path)])
+    record = (tmp_path / "data.json").read_text()
+    (tmp_path / "data.json").write_text(record.replace('"sines"', '"other"'))
+    with pytest.raises(CheckpointError, match="another version of the data"):
+        main(["codec", *SMALL, "--steps", "2", "--out", str(tmp_path), "--resume"])

@@ -4,3 +4,4 @@ from .audio_data import check_to_mono_24k  # Chapter 1
 from .mulan import check_contrastive_loss  # Chapter 5
 from .soundstream import check_causal_conv  # Chapter 3
 from .semantic import check_lloyd_step  # Chapter 4
+from .stages import check_flatten_frames  # Chapter 6

@@ -9,7 +9,6 @@ The reader writes `fn(x, weight, bias, stride, dilation) -> y`, with
 from __future__ import annotations
 
 import math
-import traceback
 from typing import Callable
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..soundstream import Conv1d
+from .grading import grade
 
 
 def reference_causal_conv(x: Tensor, weight: Tensor, bias: Tensor, stride: int = 1, dilation: int = 1) -> Tensor:
@@ -28,7 +28,7 @@ def reference_causal_conv(x: Tensor, weight: Tensor, bias: Tensor, stride: int =
 
 
 # (name, C_in, C_out, kernel, stride, dilation, T)
-CASES = [
+SHAPES = [
     ("kernel 7, stride 1 (first conv of the encoder)", 1, 4, 7, 1, 1, 50),
     ("kernel 7, dilation 9 (last residual unit of a block)", 3, 3, 7, 1, 9, 80),
     ("kernel 8, stride 4 (a downsampling conv, T a multiple of 4)", 2, 4, 8, 4, 1, 64),
@@ -36,9 +36,15 @@ CASES = [
 ]
 
 
-def _layer(c_in: int, c_out: int, kernel: int, stride: int, dilation: int, seed: int) -> Conv1d:
-    torch.manual_seed(seed)
-    return Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation, causal=True)
+def _cases() -> list[tuple]:
+    """(name, x, weight, bias, stride, dilation) with the weights of a seeded package `Conv1d`."""
+    cases = []
+    for i, (name, c_in, c_out, kernel, stride, dilation, length) in enumerate(SHAPES):
+        torch.manual_seed(i)
+        layer = Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation, causal=True)
+        x = torch.randn(2, c_in, length, generator=torch.Generator().manual_seed(100 + i))
+        cases.append((name, x, layer.weight.detach(), layer.bias.detach(), stride, dilation))
+    return cases
 
 
 def check_causal_conv(fn: Callable[..., Tensor], verbose: bool = True) -> bool:
@@ -47,40 +53,24 @@ def check_causal_conv(fn: Callable[..., Tensor], verbose: bool = True) -> bool:
     Checks the output length, the values against the package's `Conv1d(causal=True)`, and that
     changing the future of the input never changes the past of the output. Never raises.
     """
-    say = print if verbose else (lambda *a, **k: None)
-    passed = True
-    for i, (name, c_in, c_out, kernel, stride, dilation, length) in enumerate(CASES):
-        layer = _layer(c_in, c_out, kernel, stride, dilation, seed=i)
-        x = torch.randn(2, c_in, length, generator=torch.Generator().manual_seed(100 + i))
-        want = layer(x).detach()
-        try:
-            with torch.no_grad():
-                got = torch.as_tensor(fn(x.clone(), layer.weight.detach(), layer.bias.detach(), stride, dilation))
-                cut = length // 2
-                future = x.clone()
-                future[..., cut:] = torch.randn_like(future[..., cut:])
-                got_future = torch.as_tensor(fn(future, layer.weight.detach(), layer.bias.detach(), stride, dilation))
-        except NotImplementedError:
-            say(f"FAIL  {name}: not implemented yet (the function raised NotImplementedError)")
-            passed = False
-            continue
-        except Exception:  # the reader's bug, shown to the reader
-            say(f"FAIL  {name}: the function raised\n{traceback.format_exc(limit=1)}")
-            passed = False
-            continue
-        frames = math.ceil(length / stride)
-        past = cut // stride  # output frames that end before the changed samples
+
+    def compare(got, x, weight, bias, stride, dilation) -> str | None:
+        want = reference_causal_conv(x, weight, bias, stride, dilation)
+        got = torch.as_tensor(got)
         if got.shape != want.shape:
-            say(f"FAIL  {name}: shape {tuple(got.shape)}, expected {tuple(want.shape)} (ceil(T / stride) = {frames} frames)")
-            passed = False
-        elif not torch.allclose(got[..., :past], got_future[..., :past], atol=1e-5):
-            say(f"FAIL  {name}: changing samples from {cut} on changed earlier outputs: the conv sees the future")
-            passed = False
-        elif not torch.allclose(got, want, atol=1e-4):
-            err = (got - want).abs().max().item()
-            say(f"FAIL  {name}: values differ from the reference by up to {err:.3g} (check the padding)")
-            passed = False
-        else:
-            say(f"ok    {name}")
-    say("All checks passed." if passed else "Some checks failed: read the messages above.")
-    return passed
+            return (f"shape {tuple(got.shape)}, expected {tuple(want.shape)} "
+                    f"(ceil(T / stride) = {math.ceil(x.shape[-1] / stride)} frames)")
+        cut = x.shape[-1] // 2
+        future = x.clone()
+        future[..., cut:] = torch.randn_like(future[..., cut:])
+        past = cut // stride  # output frames that end before the changed samples
+        with torch.no_grad():
+            got_future = torch.as_tensor(fn(future, weight.clone(), bias.clone(), stride, dilation))
+        if not torch.allclose(got[..., :past], got_future[..., :past], atol=1e-5):
+            return f"changing samples from {cut} on changed earlier outputs: the conv sees the future"
+        if not torch.allclose(got, want, atol=1e-4):
+            return f"values differ from the reference by up to {(got - want).abs().max().item():.3g} (check the padding)"
+        return None
+
+    with torch.no_grad():
+        return grade(_cases(), fn, compare, verbose)
