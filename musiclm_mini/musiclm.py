@@ -79,9 +79,9 @@ def load_stage(stage: str, preset: Preset, root: str | Path | None = None, sourc
     if diffs:
         raise CheckpointError(f"{path} was made for another configuration (preset {ckpt.config.get('preset')!r}, "
                               f"expected {preset.name!r}): " + "; ".join(diffs[:6]))
-    stored = ckpt.config.get("sources")
-    if sources is not None and stored is not None and stored != sources:
-        which = [k for k in sources if stored.get(k) != sources[k]]
+    stored, needed = ckpt.config.get("sources"), expected["sources"]  # only the tokenizers this stage reads
+    if needed is not None and stored is not None and stored != needed:
+        which = [k for k in needed if stored.get(k) != needed[k]]
         raise CheckpointError(f"{path} was trained on tokens of other {'/'.join(which)} checkpoints than the ones "
                               f"loaded now: retrain the stage (`python -m musiclm_mini.train {CHECKPOINT_NAMES[stage]}`)")
     model = build_stage_model(stage, preset)

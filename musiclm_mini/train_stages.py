@@ -28,11 +28,19 @@ from .transformer import Transformer
 SHIPPED = Path(__file__).parent / "checkpoints"
 CHECKPOINT_NAMES = {"semantic": "semantic-stage", "coarse": "coarse", "fine": "fine"}  # = train subcommands
 VALIDATION_SEED = 12_345  # fixed crops: every validation sees the same examples
+# The tokenizers whose tokens each stage reads or predicts: retraining the codec leaves the semantic
+# stage valid (it never sees acoustic tokens), but invalidates the coarse and fine stages.
+STAGE_SOURCES = {"semantic": ("semantic", "mulan"), "coarse": ("codec", "semantic", "mulan"), "fine": ("codec",)}
 
 
 def stage_checkpoint_dir(stage: str, preset_name: str, root: str | Path | None = None) -> Path:
     """checkpoints/semantic-stage-<preset>, coarse-<preset> or fine-<preset> (Chapter 6)."""
     return Path(root or SHIPPED) / f"{CHECKPOINT_NAMES[stage]}-{preset_name}"
+
+
+def stage_sources(stage: str, sources: dict[str, str] | None) -> dict[str, str] | None:
+    """The fingerprints of the tokenizers `stage` depends on, out of all three (Chapter 6)."""
+    return None if sources is None else {k: sources[k] for k in STAGE_SOURCES[stage] if k in sources}
 
 
 def stage_checkpoint_config(stage: str, preset: Preset, sources: dict[str, str] | None = None) -> dict:
@@ -41,7 +49,7 @@ def stage_checkpoint_config(stage: str, preset: Preset, sources: dict[str, str] 
     layout = TokenLayout.from_preset(preset)
     return {"model": f"{stage}-stage", "preset": preset.name, "transformer": dataclasses.asdict(cfg.transformer),
             "vocab_size": make_stage(stage, layout).vocab_size, "layout": dataclasses.asdict(layout),
-            "crop_seconds": cfg.crop_seconds, "sources": sources}
+            "crop_seconds": cfg.crop_seconds, "sources": stage_sources(stage, sources)}
 
 
 def build_stage_model(stage: str, preset: Preset) -> Transformer:

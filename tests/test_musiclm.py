@@ -144,8 +144,13 @@ def test_load_stage_round_trip_and_clear_errors(tmp_path):
     shutil.copytree(tmp_path / "semantic-stage-tiny", tmp_path / "semantic-stage-colab")
     with pytest.raises(CheckpointError, match="another configuration \\(preset 'tiny'"):
         load_stage("semantic", get_preset("colab"), tmp_path)
+    with pytest.raises(CheckpointError, match="other semantic checkpoints"):
+        load_stage("semantic", p, tmp_path, {**sources, "semantic": "retrained"})
+    load_stage("semantic", p, tmp_path, {**sources, "codec": "retrained"})  # never saw acoustic tokens
+    save_stage("fine", p, tmp_path, sources)
     with pytest.raises(CheckpointError, match="other codec checkpoints"):
-        load_stage("semantic", p, tmp_path, {**sources, "codec": "retrained"})
+        load_stage("fine", p, tmp_path, {**sources, "codec": "retrained"})
+    load_stage("fine", p, tmp_path, {**sources, "mulan": "retrained"})  # reads acoustic tokens only
 
 
 def test_from_pretrained_names_the_missing_part(tmp_path):
@@ -221,3 +226,19 @@ def test_shipped_tiny_pipeline_generates_reproducible_audio():
     a = mlm.generate("a calming violin melody backed by a distorted guitar riff", 2.0, seed=0)
     assert a.shape == (48_000,) and torch.isfinite(a).all() and a.abs().max() > 1e-4  # not silence
     assert torch.equal(a, mlm.generate("a calming violin melody backed by a distorted guitar riff", 2.0, seed=0))
+    # The text reaches the music: same seed, another caption -> other MuLan tokens -> other semantic tokens
+    # (a stage that ignored its conditioning would sample the very same tokens from the same seed).
+    captions = ["a calming violin melody backed by a distorted guitar riff", "an energetic rock song with loud drums"]
+    m = mlm.mulan.tokens_from_text(captions)  # (2, 12)
+    assert not torch.equal(m[0], m[1])
+    one = [mlm.generate_tokens(m[i:i + 1], 2.0, seed=0) for i in range(2)]
+    assert not torch.equal(one[0]["semantic"], one[1]["semantic"])
+    assert not torch.equal(one[0]["coarse"], one[1]["coarse"])
+    assert not torch.equal(a, mlm.generate(captions[1], 2.0, seed=0))
+    # ... and that check has teeth: stages fed caption 0's MuLan tokens whatever the text give equal tokens.
+    sem, coarse = mlm.stages["semantic"], mlm.stages["coarse"]
+    sem_condition, coarse_condition = sem.condition, coarse.condition
+    sem.condition = lambda mulan: sem_condition(m[:1].expand_as(mulan))
+    coarse.condition = lambda mulan, s: coarse_condition(m[:1].expand_as(mulan), s)
+    deaf = [mlm.generate_tokens(m[i:i + 1], 2.0, seed=0) for i in range(2)]
+    assert torch.equal(deaf[0]["semantic"], deaf[1]["semantic"]) and torch.equal(deaf[0]["coarse"], deaf[1]["coarse"])

@@ -360,3 +360,23 @@ def test_train_subcommand_trains_and_resumes_exactly(tmp_path, monkeypatch):
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- the chapter's exercise --------------------------------------------------------------------------
+def test_exercise_stub_fails_and_reference_passes_and_mistakes_are_named(capsys):
+    from musiclm_mini.exercises import check_flatten_frames
+    from musiclm_mini.exercises.stages import reference_flatten_frames
+
+    def stub(codes, codebook_size, offset):
+        raise NotImplementedError
+
+    def level_major(codes, codebook_size, offset):  # a plausible mistake: level by level
+        levels = torch.arange(codes.shape[1]).view(1, -1, 1) * codebook_size
+        return (codes + offset + levels).reshape(codes.shape[0], -1)
+
+    assert check_flatten_frames(stub) is False
+    assert "not implemented" in capsys.readouterr().out
+    assert check_flatten_frames(level_major) is False
+    assert "frame by frame" in capsys.readouterr().out
+    assert check_flatten_frames(reference_flatten_frames) is True
+    assert "All checks passed" in capsys.readouterr().out
