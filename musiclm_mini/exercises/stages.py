@@ -9,13 +9,13 @@ The reader writes `fn(codes, codebook_size, offset) -> ids`, with
 """
 from __future__ import annotations
 
-import traceback
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..stages import flatten_frames
+from .grading import grade
 
 
 def reference_flatten_frames(codes: Tensor, codebook_size: int, offset: int = 0) -> Tensor:
@@ -59,29 +59,13 @@ def check_flatten_frames(fn: Callable[[Tensor, int, int], Tensor], verbose: bool
 
     Never raises: an exception inside `fn` counts as a failed check, so the notebook keeps running.
     """
-    say = print if verbose else (lambda *a, **k: None)
-    passed = True
-    for name, codes, k, offset in _cases():
+    def compare(got, codes: Tensor, k: int, offset: int) -> str | None:
         want = reference_flatten_frames(codes, k, offset)
-        try:
-            got = torch.as_tensor(fn(codes.clone(), k, offset))
-        except NotImplementedError:
-            say(f"FAIL  {name}: not implemented yet (the function raised NotImplementedError)")
-            passed = False
-            continue
-        except Exception as exc:  # noqa: BLE001 - report any mistake, keep grading
-            say(f"FAIL  {name}: raised {type(exc).__name__}: {exc}")
-            if verbose:
-                traceback.print_exc(limit=1)
-            passed = False
-            continue
+        got = torch.as_tensor(got)
         if got.shape != want.shape:
-            say(f"FAIL  {name}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
-            passed = False
-        elif not torch.equal(got.long(), want):
-            say(f"FAIL  {name}: wrong ids{_hint(got.long(), codes, k, offset)}")
-            passed = False
-        else:
-            say(f"ok    {name}")
-    say("All checks passed." if passed else "Some checks failed: read the messages above.")
-    return passed
+            return f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+        if not torch.equal(got.long(), want):
+            return f"wrong ids{_hint(got.long(), codes, k, offset)}"
+        return None
+
+    return grade(_cases(), fn, compare, verbose)
