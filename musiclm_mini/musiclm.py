@@ -259,6 +259,18 @@ def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None
     seconds = seconds or model.preset.data.clip_seconds
     waves = [model.generate_batch(captions[i:i + batch_size], seconds, seed + i // batch_size)
              for i in tqdm(range(0, len(captions), batch_size), desc="clips", disable=not progress)]
-    audio = model.mulan.embed_audio(torch.cat(waves).to(model.device)).cpu()  # (N, D)
-    text = model.mulan.embed_text(list(captions)).cpu()  # (N, D)
+    return audio_adherence(model.mulan, torch.cat(waves).to(model.device), captions, permutations, seed)
+
+
+@torch.no_grad()
+def audio_adherence(mulan, waves: Tensor, captions: list[str], permutations: int = 10_000,
+                    seed: int = 0) -> dict[str, float]:
+    """`adherence_statistics` for any clips (N, T) and their captions, e.g. real or codec-decoded ones (Chapter 6).
+
+    Run on the real held-out clips it gives the ceiling that generated music could reach with this MuLan.
+    """
+    if waves.dim() != 2 or waves.shape[0] != len(captions):
+        raise ValueError(f"need one clip per caption, got waves {tuple(waves.shape)} and {len(captions)} captions")
+    audio = mulan.embed_audio(waves).cpu()  # (N, D), waves on MuLan's device
+    text = mulan.embed_text(list(captions)).cpu()  # (N, D)
     return adherence_statistics(audio, text, permutations, seed)

@@ -3,9 +3,11 @@
 Generates one clip per caption of the SynthCaps *test* split with the shipped `tiny` pipeline, then
 compares each clip's MuLan similarity to its own caption with its similarity to the other captions
 (`musiclm.caption_adherence`: paired permutation and Wilcoxon tests, retrieval top-1). Prints the
-figures and, with --json, writes them to a file.
+figures and, with --json, writes them to a file. With --references it first measures the same on the
+real test clips and on their SoundStream reconstructions (`musiclm.audio_adherence`): the ceilings that
+generated music could reach with this MuLan and this codec.
 
-    python scripts/measure_adherence.py --seconds 10 --threads 1 --json runs/adherence-tiny.json
+    python scripts/measure_adherence.py --seconds 10 --threads 1 --references --json runs/adherence-tiny.json
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 import torch
 
 from musiclm_mini.config import get_preset
-from musiclm_mini.musiclm import MusicLM, caption_adherence
+from musiclm_mini.musiclm import MusicLM, audio_adherence, caption_adherence
 from musiclm_mini.paper import TABLE1
 from musiclm_mini.train_mulan import load_pairs
 
@@ -29,17 +31,29 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--references", action="store_true", help="also measure the real and codec-decoded test clips")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     model = MusicLM.from_pretrained(args.preset)
-    _, labels = load_pairs(get_preset(args.preset), "test")
+    waves, labels = load_pairs(get_preset(args.preset), "test")
     captions = [lab["caption"] for lab in labels][:args.clips]
+    references = {}
+    if args.references:
+        real = waves[:len(captions), :round(args.seconds * model.sample_rate)]  # (N, T)
+        with torch.no_grad():
+            decoded = torch.cat([model.codec.reconstruct(real[i:i + args.batch_size])
+                                 for i in range(0, len(real), args.batch_size)])
+        references = {"real clips": audio_adherence(model.mulan, real, captions, seed=args.seed),
+                      "SoundStream-decoded clips": audio_adherence(model.mulan, decoded, captions, seed=args.seed)}
+        for name, r in references.items():
+            print(f"{name:26s} MCC {r['mcc']:.4f}, other captions {r['shuffled']:.4f}, p = {r['p_permutation']:.4g}, "
+                  f"top-1 {r['retrieval_top1']:.3f}")
     start = time.perf_counter()
     res = caption_adherence(model, captions, args.seconds, args.seed, args.batch_size)
     res.update(seconds=args.seconds, seed=args.seed, wall_seconds=round(time.perf_counter() - start, 1),
-               split="test", preset=args.preset)
+               split="test", preset=args.preset, references=references)
     paper = next(r for r in TABLE1 if r.model == "MusicLM")
     print(f"{res['clips']} held-out captions, {args.seconds:g} s each, seed {args.seed}")
     print(f"  MCC (own caption)         {res['mcc']:.4f}   (paper, MusicLM on MusicCaps: {paper.mcc})")

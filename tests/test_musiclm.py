@@ -17,6 +17,7 @@ from musiclm_mini.errors import CheckpointError, TextError
 from musiclm_mini.musiclm import (
     MusicLM,
     adherence_statistics,
+    audio_adherence,
     caption_adherence,
     check_seconds,
     check_text,
@@ -242,3 +243,20 @@ def test_shipped_tiny_pipeline_generates_reproducible_audio():
     coarse.condition = lambda mulan, s: coarse_condition(m[:1].expand_as(mulan), s)
     deaf = [mlm.generate_tokens(m[i:i + 1], 2.0, seed=0) for i in range(2)]
     assert torch.equal(deaf[0]["semantic"], deaf[1]["semantic"]) and torch.equal(deaf[0]["coarse"], deaf[1]["coarse"])
+
+
+def test_audio_adherence_needs_one_clip_per_caption_and_sees_matching_audio():
+    class EchoMuLan(FakeMuLan):  # a clip's embedding is its first 8 samples
+        def embed_audio(self, wave):
+            return torch.nn.functional.normalize(wave[:, :8], dim=-1)
+
+    mulan = EchoMuLan(micro_preset())
+    captions = ["a violin", "a drum loop", "a slow organ", "a choir", "a bass line", "a flute duet", "a harp", "a tuba"]
+    noise = torch.randn(8, 1000, generator=torch.Generator().manual_seed(0))
+    waves = torch.cat([mulan.embed_text(captions) + 0.1 * noise[:, :8], noise[:, 8:]], dim=1)  # (N, T)
+    matched = audio_adherence(mulan, waves, captions, permutations=500)
+    assert matched["clips"] == 8 and matched["difference"] > 0.5 and matched["p_permutation"] < 0.05
+    shuffled = audio_adherence(mulan, waves.roll(1, dims=0), captions, permutations=500)  # clip i, caption i + 1
+    assert shuffled["p_permutation"] > 0.05 and shuffled["retrieval_top1"] == 0
+    with pytest.raises(ValueError, match="one clip per caption"):
+        audio_adherence(mulan, waves[:5], captions)
