@@ -161,8 +161,13 @@ class MusicLM:
         return self.decode(tokens, seconds)
 
     def generate_tokens(self, mulan_tokens: Tensor, seconds: float, seed: int = 0,
-                        temperatures: tuple[float, float, float] | None = None, progress: bool = False) -> dict[str, Tensor]:
-        """MuLan tokens (B, 12) -> {"semantic" (B, T_s), "coarse" (B, Q_c, T_a), "fine" (B, Q_f, T_a)} (Chapter 6)."""
+                        temperatures: tuple[float, float, float] | None = None, progress: bool = False,
+                        semantic: Tensor | None = None) -> dict[str, Tensor]:
+        """MuLan tokens (B, 12) -> {"semantic" (B, T_s), "coarse" (B, Q_c, T_a), "fine" (B, Q_f, T_a)} (Chapter 6).
+
+        `semantic` (B, >= T_s), if given, replaces the semantic stage: e.g. a real clip's semantic tokens, to
+        hear what the acoustic stages make of them alone.
+        """
         seconds = check_seconds(seconds)
         if mulan_tokens.dim() != 2 or mulan_tokens.shape[1] != self.layout.mulan_levels:
             raise ValueError(f"MuLan tokens must be (B, {self.layout.mulan_levels}), got {tuple(mulan_tokens.shape)}")
@@ -190,7 +195,12 @@ class MusicLM:
             return st[name].decode_target(ids)
 
         M = mulan_tokens.to(self.device).long()
-        out["semantic"] = run("semantic", lambda w: st["semantic"].condition(M), units * spu, 1, True)
+        if semantic is None:
+            out["semantic"] = run("semantic", lambda w: st["semantic"].condition(M), units * spu, 1, True)
+        else:
+            if semantic.dim() != 2 or semantic.shape[0] != M.shape[0] or semantic.shape[1] < units * spu:
+                raise ValueError(f"semantic tokens must be (B={M.shape[0]}, >= {units * spu}), got {tuple(semantic.shape)}")
+            out["semantic"] = semantic[:, :units * spu].to(self.device).long()
         out["coarse"] = run("coarse", lambda w: st["coarse"].condition(
             M, out["semantic"][:, w.start // apu * spu:w.end // apu * spu]), units * apu, apu, True)
         out["fine"] = run("fine", lambda w: st["fine"].condition(out["coarse"][:, :, w.start:w.end]),

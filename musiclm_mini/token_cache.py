@@ -26,6 +26,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -145,16 +146,19 @@ def load_tokens(path: str | os.PathLike) -> tuple[TokenSet, dict]:
     return TokenSet(t["mulan"].long(), t["semantic"].long(), t["acoustic"].long()), meta
 
 
-def cached_tokens(preset: Preset, split: str, codec, semantic, mulan, waves: Tensor | None = None,
+def cached_tokens(preset: Preset, split: str, codec, semantic, mulan, waves: Tensor | Callable | None = None,
                   root: str | os.PathLike | None = None, progress: bool = False) -> TokenSet:
     """The tokens of a SynthCaps split, from the cache or extracted and cached now (Chapter 6).
 
-    `waves` (N, T) replaces the split's audio (tests); by default `synthcaps.split_waveforms`.
+    `waves` (N, T), or a function returning them (called only when the cache is missing), replaces the
+    split's audio (tests, extra clips); by default `synthcaps.split_waveforms`.
     """
     prints = source_fingerprints(codec, semantic, mulan)
     path = cache_path(preset, split, prints, root)
     if path.exists():
         return load_tokens(path)[0]
+    if callable(waves):
+        waves = waves()
     if waves is None:
         from .data import synthcaps
 

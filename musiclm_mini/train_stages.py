@@ -28,6 +28,9 @@ from .transformer import Transformer
 SHIPPED = Path(__file__).parent / "checkpoints"
 CHECKPOINT_NAMES = {"semantic": "semantic-stage", "coarse": "coarse", "fine": "fine"}  # = train subcommands
 VALIDATION_SEED = 12_345  # fixed crops: every validation sees the same examples
+# --data synthcaps+extra adds this many new arrangements of every training score (tiny: 64 scores x 12).
+EXTRA_VARIANTS_PER_SCORE = 12
+TRAINING_DATA = ("synthcaps", "synthcaps+extra")
 # The tokenizers whose tokens each stage reads or predicts: retraining the codec leaves the semantic
 # stage valid (it never sees acoustic tokens), but invalidates the coarse and fine stages.
 STAGE_SOURCES = {"semantic": ("semantic", "mulan"), "coarse": ("codec", "semantic", "mulan"), "fine": ("codec",)}
@@ -118,18 +121,41 @@ def load_token_sources(preset_name: str, device: str | torch.device = "cpu"):
             load_mulan(preset_name).to(device))
 
 
+def extra_tokens(preset: Preset, codec, semantic, mulan, progress: bool = False) -> TokenSet:
+    """Tokens of the extra training variants (`synthcaps.ensure_extra_variants`), cached (Chapter 6)."""
+    from .data import synthcaps
+
+    def waves() -> torch.Tensor:  # only called when the cache is missing
+        return torch.as_tensor(synthcaps.waveforms_from_dir(
+            synthcaps.ensure_extra_variants(preset, EXTRA_VARIANTS_PER_SCORE, verbose=progress), "train")).float()
+
+    return cached_tokens(preset, f"train-extra{EXTRA_VARIANTS_PER_SCORE}", codec, semantic, mulan, waves, progress=progress)
+
+
+def training_tokens(preset: Preset, data: str, codec, semantic, mulan, progress: bool = False) -> TokenSet:
+    """The training split's tokens, plus those of the extra variants for `data="synthcaps+extra"` (Chapter 6)."""
+    if data not in TRAINING_DATA:
+        raise ValueError(f"the stages train on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {data!r}")
+    tokens = cached_tokens(preset, "train", codec, semantic, mulan, progress=progress)
+    if data == "synthcaps":
+        return tokens
+    more = extra_tokens(preset, codec, semantic, mulan, progress)
+    return TokenSet(*(torch.cat([a, b]) for a, b in zip(tokens.tensors().values(), more.tensors().values())))
+
+
 def train_stage(stage: str, preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
     """Extract (or reuse) the tokens, then train one stage with `train.fit` (Chapter 6)."""
-    if args.data != "synthcaps":
-        raise ValueError(f"the {CHECKPOINT_NAMES[stage]} stage trains on SynthCaps tokens only, got --data {args.data!r}")
+    if args.data not in TRAINING_DATA:
+        raise ValueError(f"the {CHECKPOINT_NAMES[stage]} stage trains on SynthCaps tokens: --data must be one of "
+                         f"{TRAINING_DATA}, got {args.data!r}")
     codec, semantic, mulan = load_token_sources(preset.name, runtime.device)
     sources = source_fingerprints(codec, semantic, mulan)
     # Rank 0 extracts and caches first, so the other ranks only read the file.
     if runtime.is_main:
-        cached_tokens(preset, "train", codec, semantic, mulan, progress=not args.quiet)
+        training_tokens(preset, args.data, codec, semantic, mulan, progress=not args.quiet)
     if runtime.distributed:
         torch.distributed.barrier()
-    train_tokens = cached_tokens(preset, "train", codec, semantic, mulan)
+    train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
     val_tokens = cached_tokens(preset, "validation", codec, semantic, mulan) if runtime.is_main else None
     del codec, semantic, mulan  # the tokenizers are not needed any more
     run, step_fn, validate = stage_run(stage, preset, train_tokens, val_tokens, args.out, runtime, sources, args.quiet)

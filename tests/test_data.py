@@ -90,6 +90,25 @@ def test_splits_share_no_source_score(small_set):
     assert len({r["clip_id"] for rows in labels.values() for r in rows}) == preset.data.num_clips
 
 
+def test_extra_variants_come_from_training_scores_only_and_repeat_no_clip(small_set, monkeypatch):
+    root, preset, path = small_set
+    monkeypatch.setenv("MUSICLM_DATA_DIR", str(root))
+    extra = synthcaps.ensure_extra_variants(preset, per_score=2, num_workers=1)
+    assert extra == synthcaps.extra_dir(preset) and synthcaps.ensure_extra_variants(preset, 2) == extra  # reused
+    sources = json.loads((path / "sources.json").read_text())
+    more = synthcaps.labels_from_dir(extra, "train")
+    train_scores = {s for s, split in sources.items() if split == "train"}
+    assert len(more) == 2 * len(train_scores) and {m["source_id"] for m in more} == train_scores
+    assert json.loads((extra / "dataset_dict.json").read_text())["splits"] == ["train"]
+    # New arrangements, not copies: no extra clip has the waveform of a training clip.
+    base = torch.as_tensor(synthcaps.waveforms_from_dir(path, "train"))
+    new = torch.as_tensor(synthcaps.waveforms_from_dir(extra, "train"))
+    assert not any(torch.equal(a, b) for a in new for b in base)
+    assert len({m["clip_id"] for m in more} | {c["clip_id"] for c in all_labels(path)["train"]}) == len(more) + len(base)
+    with pytest.raises(ValueError, match="no training scores"):
+        synthcaps.generate_extra_variants(preset.data, {}, 1, root / "nothing")
+
+
 def test_assign_splits_uses_the_fractions():
     ids = [f"s{i}" for i in range(80)]
     splits = synthcaps.assign_splits(ids, 0.1, 0.1, seed=0)

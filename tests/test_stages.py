@@ -18,7 +18,8 @@ from musiclm_mini.stages import (
     stage_loss,
     unflatten_frames,
 )
-from musiclm_mini.token_cache import TokenGrid, TokenSet, cache_path, cached_tokens, source_fingerprints, stage_batch
+from musiclm_mini.token_cache import (TokenGrid, TokenSet, cache_path, cached_tokens, extract_tokens, source_fingerprints,
+                                     stage_batch)
 from musiclm_mini.train import Runtime, fit
 from musiclm_mini.train_stages import stage_run
 from musiclm_mini.transformer import Transformer, stage_vocab_sizes
@@ -360,6 +361,26 @@ def test_train_subcommand_trains_and_resumes_exactly(tmp_path, monkeypatch):
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_tokens_add_the_extra_variants_and_name_unknown_data(tmp_path, monkeypatch):
+    import musiclm_mini.train_stages as ts
+    from musiclm_mini.data import synthcaps
+
+    p = micro_preset()
+    codec, sem, mulan = FakeCodec(p), FakeSemantic(p), FakeMuLan(p)
+    g = torch.Generator().manual_seed(0)
+    train, extra = torch.rand(3, 48_000, generator=g) - 0.5, torch.rand(5, 48_000, generator=g) - 0.5
+    monkeypatch.setenv("MUSICLM_DATA_DIR", str(tmp_path))
+    cached_tokens(p, "train", codec, sem, mulan, waves=train)  # the split's tokens, cached under tmp_path
+    monkeypatch.setattr(synthcaps, "ensure_extra_variants", lambda preset, per_score, **k: tmp_path / "extra")
+    monkeypatch.setattr(synthcaps, "waveforms_from_dir", lambda path, split: extra.numpy())
+    both = ts.training_tokens(p, "synthcaps+extra", codec, sem, mulan)
+    alone = ts.training_tokens(p, "synthcaps", codec, sem, mulan)
+    assert len(alone) == 3 and len(both) == 8 and torch.equal(both.acoustic[:3], alone.acoustic)
+    assert torch.equal(both.acoustic[3:], extract_tokens(extra, codec, sem, mulan).acoustic)
+    with pytest.raises(ValueError, match="--data must be one of"):
+        ts.training_tokens(p, "sines", codec, sem, mulan)
 
 
 # --- the chapter's exercise --------------------------------------------------------------------------

@@ -123,13 +123,14 @@ def _source_job(job: tuple) -> list[dict] | None:
         return None
     num_samples = int(round(cfg["clip_seconds"] * cfg["sample_rate"]))
     clips = []
-    for j in range(count):
+    first = cfg.get("first_variant", 0)  # > 0: more variants of a score, after those already rendered
+    for j in range(first, first + count):
         rng = np.random.default_rng([cfg["seed"], index, j])  # one stream per clip: order-free
         variant = sample_variant(score, cfg["clip_seconds"], rng)
         parts = render.arrange(score, variant, cfg["clip_seconds"], rng)
         audio = render.render(parts, cfg["sample_rate"], num_samples, render.PEAK[variant["dynamics"]])
         labels = clip_labels(score, variant, "", np.random.default_rng([cfg["seed"], index, j, 1]))
-        clips.append({**labels, "wav": render.encode_wav(audio, cfg["sample_rate"])})
+        clips.append({**labels, "variant": j, "wav": render.encode_wav(audio, cfg["sample_rate"])})
     return clips
 
 
@@ -187,18 +188,24 @@ def _quiet_datasets():
             hf_logging.enable_progress_bar()
 
 
-def _save(records: list[dict], feats, out_dir: Path, name_key: str) -> None:
+def _save(records: list[dict], feats, out_dir: Path, name_key: str, splits: tuple[str, ...] = SPLITS) -> None:
     """Group records (with WAV bytes under "wav") by split and write a DatasetDict to `out_dir`."""
     from datasets import Dataset, DatasetDict
 
     dd = {}
-    for split in SPLITS:
+    for split in splits:
         rows = [r for r in records if r["split"] == split]
         cols = {name: [r[name] for r in rows] for name in feats if name != "audio"}
         cols["audio"] = [{"bytes": r["wav"], "path": f"{r[name_key]}.wav"} for r in rows]
         dd[split] = Dataset.from_dict(cols, features=feats)
     with _quiet_datasets():
         DatasetDict(dd).save_to_disk(str(out_dir))
+
+
+def _candidates(cfg: dict) -> tuple[list[str], int]:
+    """The scores SynthCaps tries, in order, and how many clips each gives."""
+    n_sources = max(math.ceil(cfg["num_clips"] / cfg["variants_per_score"]), min(3, cfg["num_clips"]))
+    return scores.list_sources(cfg["seed"], int(n_sources * 1.25) + 8), math.ceil(cfg["num_clips"] / n_sources)
 
 
 def generate_synthcaps(data_config, out_dir, num_workers: int = 2, verbose: bool = False) -> Path:
@@ -211,9 +218,7 @@ def generate_synthcaps(data_config, out_dir, num_workers: int = 2, verbose: bool
     workers must guard their entry point with `if __name__ == "__main__":` (spawned processes).
     """
     cfg = dataclasses.asdict(data_config)
-    n_sources = max(math.ceil(cfg["num_clips"] / cfg["variants_per_score"]), min(3, cfg["num_clips"]))
-    per_source = math.ceil(cfg["num_clips"] / n_sources)
-    candidates = scores.list_sources(cfg["seed"], int(n_sources * 1.25) + 8)
+    candidates, per_source = _candidates(cfg)
     start, used, records = time.time(), [], []
     jobs = [(i, sid, per_source, cfg) for i, sid in enumerate(candidates)]
     results = _run(jobs, _source_job, num_workers)
@@ -242,13 +247,13 @@ def generate_synthcaps(data_config, out_dir, num_workers: int = 2, verbose: bool
     return out_dir
 
 
-def _is_current(path: Path, data_config) -> bool:
-    """True when `path` holds a finished data set made with this config and generator."""
+def _is_current(path: Path, data_config, extra: dict | None = None) -> bool:
+    """True when `path` holds a finished data set made with this config (and `extra`) and generator."""
     try:
         saved = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    want = {"generator_version": GENERATOR_VERSION, **dataclasses.asdict(data_config)}
+    want = {"generator_version": GENERATOR_VERSION, **dataclasses.asdict(data_config), **(extra or {})}
     return saved == json.loads(json.dumps(want))
 
 
@@ -268,19 +273,19 @@ def _lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _ensure(path: Path, data_config, build) -> Path:
+def _ensure(path: Path, data_config, build, extra: dict | None = None) -> Path:
     """Build into a temporary sibling folder and rename it into place (atomic for readers)."""
-    if _is_current(path, data_config):
+    if _is_current(path, data_config, extra):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with _lock(path.parent / f".{path.name}.lock"):
-        if _is_current(path, data_config):  # another process built it while we waited
+        if _is_current(path, data_config, extra):  # another process built it while we waited
             return path
         tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         build(tmp)
         (tmp / "config.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION,
-                                                     **dataclasses.asdict(data_config)}, indent=1))
+                                                     **dataclasses.asdict(data_config), **(extra or {})}, indent=1))
         if path.exists():  # stale: made by another config or generator version
             shutil.rmtree(path)
         os.rename(tmp, path)
@@ -291,6 +296,46 @@ def ensure_synthcaps(preset, num_workers: int = 2, verbose: bool = False) -> Pat
     """The preset's SynthCaps folder, generated first if missing or stale (Chapter 1)."""
     return _ensure(dataset_dir(preset), preset.data,
                    lambda tmp: generate_synthcaps(preset.data, tmp, num_workers, verbose))
+
+
+def extra_dir(preset) -> Path:
+    """Folder of the extra training variants: `<data root>/synthcaps-<preset name>-extra` (Chapter 6)."""
+    return data_root() / f"synthcaps-{preset.name}-extra"
+
+
+def generate_extra_variants(data_config, sources: dict[str, str], per_score: int, out_dir,
+                            num_workers: int = 2, verbose: bool = False) -> Path:
+    """`per_score` more clips of every *training* score of a SynthCaps, into `out_dir` (Chapter 6).
+
+    The hierarchical stages need far more audio than the tokenizers. These clips are new arrangements
+    (instruments, tempo, key, excerpt, caption) of the training split's scores only, drawn from the
+    random streams that come after the ones SynthCaps used, so they share no score with validation or
+    test and repeat no clip of the training split. `sources` is the SynthCaps' score -> split map.
+    """
+    cfg = dataclasses.asdict(data_config)
+    candidates, per_source = _candidates(cfg)
+    train = [sid for sid in candidates if sources.get(sid) == "train"]
+    if not train:
+        raise ValueError("no training scores: pass the sources.json of the SynthCaps these clips extend")
+    start = time.time()
+    jobs = [(candidates.index(sid), sid, per_score, {**cfg, "first_variant": per_source}) for sid in train]
+    records = []
+    for (index, _, _, _), clips in zip(jobs, _run(jobs, _source_job, num_workers)):
+        for clip in clips or []:
+            records.append({**clip, "clip_id": f"sx{cfg['seed']}-{index:05d}-{clip['variant']}", "split": "train"})
+    out_dir = Path(out_dir)
+    _save(records, features(cfg["sample_rate"]), out_dir, "clip_id", splits=("train",))  # datasets cannot load empty splits
+    if verbose:
+        print(f"SynthCaps extra: {len(records)} clips of {len(train)} training scores in {time.time() - start:.1f} s")
+    return out_dir
+
+
+def ensure_extra_variants(preset, per_score: int, num_workers: int = 2, verbose: bool = False) -> Path:
+    """The extra training variants' folder, generated first if missing or stale (Chapter 6)."""
+    sources = json.loads((ensure_synthcaps(preset, num_workers, verbose) / "sources.json").read_text())
+    return _ensure(extra_dir(preset), preset.data,
+                   lambda tmp: generate_extra_variants(preset.data, sources, per_score, tmp, num_workers, verbose),
+                   extra={"extra_variants_per_score": per_score})
 
 
 def load_synthcaps(preset):
