@@ -119,6 +119,18 @@ def test_generated_tokens_cover_the_duration_and_stay_in_their_vocabularies(mode
     assert not torch.equal(tokens["semantic"], other["semantic"])
 
 
+def test_given_semantic_tokens_replace_the_semantic_stage(model):
+    M = FakeMuLan(model.preset).tokens_from_text(["a", "b"])
+    units = math.ceil(2.0 * 24_000 / 1920)
+    S = torch.randint(0, model.preset.semantic.num_clusters, (2, units + 3), generator=torch.Generator().manual_seed(0))
+    tokens = model.generate_tokens(M, 2.0, seed=0, semantic=S)
+    assert torch.equal(tokens["semantic"], S[:, :units])
+    other = model.generate_tokens(M, 2.0, seed=0, semantic=S.flip(0))  # the coarse stage reads them
+    assert not torch.equal(tokens["coarse"], other["coarse"])
+    with pytest.raises(ValueError, match="semantic tokens must be"):
+        model.generate_tokens(M, 2.0, seed=0, semantic=S[:, :units - 1])
+
+
 def test_batch_generation_matches_shapes(model):
     waves = model.generate_batch(["a piano", "a drum loop"], 1.0, seed=3)
     assert waves.shape == (2, 24_000)
