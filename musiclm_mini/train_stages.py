@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Preset
+from .config import Preset, get_preset
 from .stages import TokenLayout, make_stage, stage_loss
 from .token_cache import TokenGrid, TokenSet, cached_tokens, source_fingerprints, stage_batch
 from .train import Run, Runtime, batch_indices, fit, step_generator, wrap_ddp
@@ -175,3 +175,48 @@ def train_coarse_stage(preset: Preset, args: argparse.Namespace, runtime: Runtim
 def train_fine_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
     """`python -m musiclm_mini.train fine`: p(A_5..Q | A_1..4) (Chapter 6)."""
     return train_stage("fine", preset, args, runtime)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipping a trained stage with the package
+# ---------------------------------------------------------------------------------------------
+def ship(stage: str, source: Path, preset: Preset, root: str | Path | None = None) -> Path:
+    """Copy a finished run's weights (float16, no training state) and log into the package (or `root`),
+    then measure what readers will load on the validation and test splits into `metrics.json` (Chapter 6)."""
+    import json
+    import shutil
+
+    from .checkpoint import export_weights
+    from .musiclm import load_stage
+
+    dest = stage_checkpoint_dir(stage, preset.name, root)
+    export_weights(source, dest)
+    if (Path(source) / "log.jsonl").exists():
+        shutil.copyfile(Path(source) / "log.jsonl", dest / "log.jsonl")
+    model = load_stage(stage, preset, root)  # the float16 weights, cast back to float32
+    codec, semantic, mulan = load_token_sources(preset.name)
+    metrics = {}
+    for split in ("validation", "test"):
+        tokens = cached_tokens(preset, split, codec, semantic, mulan)
+        metrics[split] = {**evaluate_stage(model, stage, preset, tokens), "clips": min(len(tokens), 64)}
+    (dest / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m musiclm_mini.train_stages ship coarse --preset tiny --from runs/coarse-tiny` (Chapter 6).
+
+    Training itself is `python -m musiclm_mini.train semantic-stage|coarse|fine`.
+    """
+    p = argparse.ArgumentParser(prog="python -m musiclm_mini.train_stages")
+    p.add_argument("action", choices=["ship"])
+    p.add_argument("stage", choices=list(CHECKPOINT_NAMES), help="semantic, coarse or fine")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--from", dest="source", type=Path, default=None, help="run folder (default runs/<stage>-<preset>)")
+    a = p.parse_args(argv)
+    source = a.source or Path("runs") / f"{CHECKPOINT_NAMES[a.stage]}-{a.preset}"
+    print("shipped to", ship(a.stage, source, get_preset(a.preset)))
+
+
+if __name__ == "__main__":
+    main()

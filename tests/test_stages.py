@@ -383,6 +383,28 @@ def test_training_tokens_add_the_extra_variants_and_name_unknown_data(tmp_path, 
         ts.training_tokens(p, "sines", codec, sem, mulan)
 
 
+def test_ship_exports_half_precision_weights_and_measures_them(tmp_path, monkeypatch):
+    import json
+
+    import musiclm_mini.train_stages as ts
+    from musiclm_mini.checkpoint import load_checkpoint
+
+    p = micro_preset()
+    monkeypatch.setattr(ts, "load_token_sources", lambda name, device="cpu": (FakeCodec(p), FakeSemantic(p), FakeMuLan(p)))
+    monkeypatch.setattr(ts, "cached_tokens", lambda preset, split, *a, **k: random_tokens(preset, 4, seed=len(split)))
+    run, step_fn, validate = stage_run("fine", p, random_tokens(p, 8), None, tmp_path / "run",
+                                       Runtime(torch.device("cpu")), quiet=True)
+    fit(run, step_fn, validate)
+    dest = ts.ship("fine", tmp_path / "run", p, root=tmp_path / "shipped")
+    assert dest == tmp_path / "shipped" / f"fine-{p.name}"
+    shipped = load_checkpoint(dest, with_train_state=False)
+    assert all(v.dtype == torch.float16 for v in shipped.model_state.values() if v.is_floating_point())
+    metrics = json.loads((dest / "metrics.json").read_text())
+    assert set(metrics) == {"validation", "test"} and metrics["test"]["clips"] == 4
+    assert metrics["validation"]["loss"] != metrics["test"]["loss"]  # two different token sets were measured
+    assert (dest / "log.jsonl").exists() and not (dest / "train_state.safetensors").exists()
+
+
 # --- the chapter's exercise --------------------------------------------------------------------------
 def test_exercise_stub_fails_and_reference_passes_and_mistakes_are_named(capsys):
     from musiclm_mini.exercises import check_flatten_frames
