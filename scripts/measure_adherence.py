@@ -45,8 +45,14 @@ def main() -> None:
         with torch.no_grad():
             decoded = torch.cat([model.codec.reconstruct(real[i:i + args.batch_size])
                                  for i in range(0, len(real), args.batch_size)])
+            codes = torch.cat([model.codec.encode(real[i:i + args.batch_size]) for i in range(0, len(real), args.batch_size)])
+            q = model.preset.coarse_levels  # keep the real coarse levels, draw the fine ones at random
+            codes[:, q:] = torch.randint(0, model.preset.codec.rvq.codebook_size, codes[:, q:].shape,
+                                         generator=torch.Generator().manual_seed(args.seed))
+            coarse_only = model.codec.decode(codes)[..., :real.shape[1]]
         references = {"real clips": audio_adherence(model.mulan, real, captions, seed=args.seed),
-                      "SoundStream-decoded clips": audio_adherence(model.mulan, decoded, captions, seed=args.seed)}
+                      "SoundStream-decoded clips": audio_adherence(model.mulan, decoded, captions, seed=args.seed),
+                      "real coarse, random fine": audio_adherence(model.mulan, coarse_only, captions, seed=args.seed)}
         for name, r in references.items():
             print(f"{name:26s} MCC {r['mcc']:.4f}, other captions {r['shuffled']:.4f}, p = {r['p_permutation']:.4g}, "
                   f"top-1 {r['retrieval_top1']:.3f}")
