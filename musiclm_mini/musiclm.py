@@ -234,17 +234,22 @@ def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, perm
                          seed: int = 0) -> dict[str, float]:
     """MuLan similarity of each clip to its own caption vs to the other captions, with p-values (Chapter 7).
 
-    audio_embeddings, text_embeddings (N, D), row i = clip i and the caption it was generated from.
-    `own` is the paper's MCC per clip; `other` is its mean similarity to the N - 1 other captions,
+    audio_embeddings (N, D), or (N, K, D) for K clips per caption; text_embeddings (N, D); row i = the
+    clip(s) of caption i. With K clips, a caption's similarities are averaged over its clips, which
+    removes sampling noise but not the caption-to-caption variation the tests are about.
+    `own` is the paper's MCC per caption; `other` is the mean similarity to the N - 1 other captions,
     i.e. the expected similarity to a shuffled caption. The one-sided tests ask whether own > other:
     a paired sign-flip permutation test on the differences, and scipy's Wilcoxon signed-rank test.
     """
-    if audio_embeddings.shape != text_embeddings.shape or audio_embeddings.shape[0] < 2:
-        raise ValueError(f"need matching (N, D) embeddings with N >= 2, got {tuple(audio_embeddings.shape)} "
-                         f"and {tuple(text_embeddings.shape)}")
+    audio = audio_embeddings[:, None] if audio_embeddings.dim() == 2 else audio_embeddings  # (N, K, D)
+    if (audio.dim() != 3 or audio.shape[0] != text_embeddings.shape[0] or audio.shape[-1] != text_embeddings.shape[-1]
+            or text_embeddings.dim() != 2 or audio.shape[0] < 2):
+        raise ValueError(f"need matching (N, D) or (N, K, D) audio and (N, D) text embeddings with N >= 2, got "
+                         f"{tuple(audio_embeddings.shape)} and {tuple(text_embeddings.shape)}")
     from scipy.stats import wilcoxon
 
-    sim = F.normalize(audio_embeddings.float(), dim=-1) @ F.normalize(text_embeddings.float(), dim=-1).t()  # (N, N)
+    audio, text = F.normalize(audio.float(), dim=-1), F.normalize(text_embeddings.float(), dim=-1)
+    sim = torch.einsum("nkd,md->nkm", audio, text).mean(1)  # (N, N): caption i's clips vs caption j
     N = sim.shape[0]
     own = sim.diag()
     other = (sim.sum(1) - own) / (N - 1)
@@ -261,15 +266,27 @@ def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, perm
 
 @torch.no_grad()
 def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None = None, seed: int = 0,
-                      batch_size: int = 8, permutations: int = 10_000, progress: bool = False) -> dict[str, float]:
-    """Generate one clip per caption, then `adherence_statistics` with MuLan's embeddings (Chapter 7).
+                      batch_size: int = 8, permutations: int = 10_000, progress: bool = False,
+                      samples: int = 1) -> dict[str, float]:
+    """Generate `samples` clips per caption, then `adherence_statistics` with MuLan's embeddings (Chapter 7).
 
-    Use held-out captions (the test split), never training ones. Clip i uses seed `seed + i // batch_size`.
+    Use held-out captions (the test split), never training ones. Clip k of caption i uses seed
+    `seed + 10_007 * k + i // batch_size`.
     """
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
     seconds = seconds or model.preset.data.clip_seconds
-    waves = [model.generate_batch(captions[i:i + batch_size], seconds, seed + i // batch_size)
-             for i in tqdm(range(0, len(captions), batch_size), desc="clips", disable=not progress)]
-    return audio_adherence(model.mulan, torch.cat(waves).to(model.device), captions, permutations, seed)
+    bar = tqdm(total=samples * len(captions), desc="clips", disable=not progress)
+    audio = []
+    for k in range(samples):
+        waves = []
+        for i in range(0, len(captions), batch_size):
+            waves.append(model.generate_batch(captions[i:i + batch_size], seconds, seed + 10_007 * k + i // batch_size))
+            bar.update(len(waves[-1]))
+        audio.append(model.mulan.embed_audio(torch.cat(waves).to(model.device)).cpu())  # (N, D)
+    bar.close()
+    text = model.mulan.embed_text(list(captions)).cpu()  # (N, D)
+    return {**adherence_statistics(torch.stack(audio, 1), text, permutations, seed), "samples": samples}
 
 
 @torch.no_grad()

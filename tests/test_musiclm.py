@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from musiclm_mini import __main__ as cli
 from musiclm_mini.audio import load_audio
@@ -225,6 +226,25 @@ def test_caption_adherence_runs_end_to_end(model):
     res = caption_adherence(model, ["a violin", "a drum loop", "a slow organ"], seconds=1.0, batch_size=2,
                             permutations=200)
     assert res["clips"] == 3 and -1 <= res["mcc"] <= 1 and 0 < res["p_permutation"] <= 1
+    two = caption_adherence(model, ["a violin", "a drum loop", "a slow organ"], seconds=1.0, batch_size=2,
+                            permutations=200, samples=2)
+    assert two["samples"] == 2 and two["clips"] == 3 and two["mcc"] != res["mcc"]  # a second clip per caption
+    with pytest.raises(ValueError, match="samples"):
+        caption_adherence(model, ["a violin", "a drum loop"], seconds=1.0, samples=0)
+
+
+def test_adherence_statistics_averages_several_clips_per_caption():
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(16, 8, generator=g)
+    clips = text[:, None] + 1.5 * torch.randn(16, 6, 8, generator=g)  # 6 noisy clips per caption
+    one = adherence_statistics(clips[:, 0], text, permutations=1000)
+    assert adherence_statistics(clips[:, :1], text, permutations=1000) == one  # (N, 1, D) is (N, D)
+    six = adherence_statistics(clips, text, permutations=1000)
+    sims = torch.stack([F.normalize(clips[:, k], dim=-1) @ F.normalize(text, dim=-1).t() for k in range(6)]).mean(0)
+    assert abs(six["mcc"] - float(sims.diag().mean())) < 1e-6  # similarities averaged over a caption's clips
+    assert six["p_permutation"] <= one["p_permutation"]
+    with pytest.raises(ValueError, match="matching"):
+        adherence_statistics(clips[:4], text)
 
 
 # --- the shipped checkpoints ----------------------------------------------------------------------------
