@@ -26,6 +26,10 @@ from musiclm_mini.train_mulan import load_pairs
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--split", default="test", choices=["validation", "test"],
+                        help="held-out captions to use: choose a protocol on validation, report test")
+    parser.add_argument("--checkpoints", default=None,
+                        help="folder holding every part, e.g. with a mid-run stage (default: the shipped ones)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clips", type=int, default=None, help="first N test captions (default: all)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -37,8 +41,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    model = MusicLM.from_pretrained(args.preset)
-    waves, labels = load_pairs(get_preset(args.preset), "test")
+    model = MusicLM.from_pretrained(args.preset, args.checkpoints)
+    waves, labels = load_pairs(get_preset(args.preset), args.split)
     captions = [lab["caption"] for lab in labels][:args.clips]
     references = {}
     if args.references:
@@ -60,7 +64,7 @@ def main() -> None:
     start = time.perf_counter()
     res = caption_adherence(model, captions, args.seconds, args.seed, args.batch_size, samples=args.samples)
     res.update(seconds=args.seconds, seed=args.seed, wall_seconds=round(time.perf_counter() - start, 1),
-               split="test", preset=args.preset, references=references)
+               split=args.split, preset=args.preset, references=references)
     paper = next(r for r in TABLE1 if r.model == "MusicLM")
     print(f"{res['clips']} held-out captions, {args.samples} clip(s) of {args.seconds:g} s each, seed {args.seed}")
     print(f"  MCC (own caption)         {res['mcc']:.4f}   (paper, MusicLM on MusicCaps: {paper.mcc})")
