@@ -1,7 +1,7 @@
 """Command line: `python -m musiclm_mini generate "a calming violin melody" --seconds 10 -o out.wav` (Chapter 7).
 
     python -m musiclm_mini generate TEXT [--seconds 10] [-o out.wav] [--preset tiny] [--seed 0]
-                                         [--checkpoints DIR] [--device cpu] [--quiet]
+                                         [--guidance W] [--checkpoints DIR] [--device cpu] [--quiet]
 
 Shows one progress bar per stage. Bad input (empty text, a duration that is not in (0, 300] s, a
 missing checkpoint or one made for another preset) prints one line `error: ...` and exits with 2.
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", type=Path, default=Path("out.wav"), help="WAV file to write (default out.wav)")
     gen.add_argument("--preset", choices=PRESET_NAMES, default=None, help="model sizes (default: tiny on CPU)")
     gen.add_argument("--seed", type=int, default=0, help="same seed, same music")
+    gen.add_argument("--guidance", type=float, default=None,
+                     help="classifier-free guidance scale, 1 = none as in the paper (default: the preset's)")
     gen.add_argument("--checkpoints", type=Path, default=None,
                      help="folder holding codec-, semantic-, mulan-, semantic-stage-, coarse-, fine-<preset>/ "
                           "(default: the shipped musiclm_mini/checkpoints)")
@@ -42,6 +44,8 @@ def check_request(args: argparse.Namespace) -> None:
 
     check_text(args.text)
     check_seconds(args.seconds)
+    if args.guidance is not None and not args.guidance >= 0:  # also refuses NaN
+        raise ValueError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance:g}")
     if args.output.suffix.lower() != ".wav":
         raise ValueError(f"the output must be a .wav file, got {str(args.output)!r}")
 
@@ -53,7 +57,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     model = MusicLM.from_pretrained(args.preset or default_preset_name(), args.checkpoints, args.device)
-    wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet)
+    wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet, guidance=args.guidance)
     save_audio(args.output, wave, model.sample_rate)
     if not args.quiet:
         print(f"wrote {args.output} ({args.seconds:g} s) in {time.perf_counter() - start:.1f} s")

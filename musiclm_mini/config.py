@@ -179,12 +179,19 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One stage of the hierarchy: its Transformer, training crop and sampling temperature."""
+    """One stage of the hierarchy: its Transformer, training crop and sampling temperature.
+
+    Not in the paper (0 and 1 in `paper`): `condition_dropout`, the fraction of training examples whose
+    MuLan tokens are replaced by the null condition, and `guidance`, the classifier-free guidance scale
+    used when sampling (1 = none). Only the stages that read MuLan tokens (semantic, coarse) use them.
+    """
 
     transformer: TransformerConfig
     crop_seconds: float
     temperature: float
     top_k: int | None = None
+    condition_dropout: float = 0.0
+    guidance: float = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +280,10 @@ class Preset:
         return dataclasses.asdict(self)
 
 
+# Classifier-free guidance scale of the semantic and coarse stages of `tiny` and `colab` (Chapter 6).
+GUIDANCE_TINY = 3.0
+
+
 def _paper() -> Preset:
     big = TransformerConfig()  # the defaults are the paper's
     return Preset(
@@ -304,8 +315,9 @@ def _colab() -> Preset:
                                 embedding_layer=4, target_codebook_size=512, num_clusters=512),
         mulan=MuLanConfig(audio_tower="resnet18", resnet_blocks=(2, 2, 2, 2), bottleneck=False,
                           text_tower="minilm", text_trainable_layers=1, n_mels=64),
-        semantic_stage=StageConfig(mid, crop_seconds=10.0, temperature=1.0),
-        coarse_stage=StageConfig(mid, crop_seconds=4.0, temperature=0.95),
+        # Guidance as in `tiny` (not measured at this size: no GPU run yet).
+        semantic_stage=StageConfig(mid, crop_seconds=10.0, temperature=1.0, condition_dropout=0.2, guidance=GUIDANCE_TINY),
+        coarse_stage=StageConfig(mid, crop_seconds=4.0, temperature=0.95, condition_dropout=0.2, guidance=GUIDANCE_TINY),
         fine_stage=StageConfig(mid, crop_seconds=1.5, temperature=0.4),
         coarse_levels=4,
         melody=MelodyConfig(n_layers=6, n_heads=4, d_model=256, d_ff=512, embed_dim=128,
@@ -338,8 +350,10 @@ def _tiny() -> Preset:
         mulan=MuLanConfig(audio_tower="resnet-tiny", resnet_blocks=(1, 1, 1, 1), resnet_width=16,
                           bottleneck=False, text_tower="minilm", text_trainable_layers=0, n_mels=64,
                           window_seconds=5.0, rvq=RVQConfig(12, 256, 128)),
-        semantic_stage=StageConfig(small, crop_seconds=6.0, temperature=1.0),
-        coarse_stage=StageConfig(small, crop_seconds=2.0, temperature=0.95),
+        # Classifier-free guidance (Chapter 6): the tiny stages, trained on little audio, barely
+        # read their MuLan tokens; guidance amplifies what they do read. Scale chosen on validation.
+        semantic_stage=StageConfig(small, crop_seconds=6.0, temperature=1.0, condition_dropout=0.2, guidance=GUIDANCE_TINY),
+        coarse_stage=StageConfig(small, crop_seconds=2.0, temperature=0.95, condition_dropout=0.2, guidance=GUIDANCE_TINY),
         fine_stage=StageConfig(small, crop_seconds=0.6, temperature=0.4),
         coarse_levels=4,
         melody=MelodyConfig(n_layers=2, n_heads=4, d_model=128, d_ff=256, embed_dim=64,

@@ -3,8 +3,8 @@
 The whole pipeline of the paper's Figure 2 (right), from the trained parts of Chapters 3-6:
 
     text --MuLan text tower + RVQ--> M_T (1, 12)                        (at training time: M_A)
-         --semantic stage--> S (1, T_s)          temperature 1.0
-         --coarse stage--> A_1..4 (1, 4, T_a)    temperature 0.95
+         --semantic stage--> S (1, T_s)          temperature 1.0   (+ guidance w, not in the paper)
+         --coarse stage--> A_1..4 (1, 4, T_a)    temperature 0.95  (+ guidance w)
          --fine stage--> A_5..Q (1, Q-4, T_a)    temperature 0.4
          --SoundStream decoder--> wave (T,)
 
@@ -139,15 +139,18 @@ class MusicLM:
 
     # -- generation -------------------------------------------------------------------------------
     def generate(self, text: str, seconds: float, seed: int = 0, temperatures: tuple[float, float, float] | None = None,
-                 progress: bool = False) -> Tensor:
+                 progress: bool = False, guidance: float | None = None) -> Tensor:
         """`seconds` of music for `text` -> wave (T,) at 24 kHz; same seed, same audio (Chapter 7).
 
         `temperatures` (semantic, coarse, fine) default to the preset's: (1.0, 0.95, 0.4) as in the paper.
+        `guidance`, the classifier-free guidance scale of the semantic and coarse stages, defaults to the
+        preset's (1 = none, as in the paper; `tiny` uses more, see Chapter 6).
         """
-        return self.generate_batch([check_text(text)], seconds, seed, temperatures, progress)[0]
+        return self.generate_batch([check_text(text)], seconds, seed, temperatures, progress, guidance)[0]
 
     def generate_batch(self, texts: list[str], seconds: float, seed: int = 0,
-                       temperatures: tuple[float, float, float] | None = None, progress: bool = False) -> Tensor:
+                       temperatures: tuple[float, float, float] | None = None, progress: bool = False,
+                       guidance: float | None = None) -> Tensor:
         """One clip per text, sampled together -> waves (B, T) (Chapter 7)."""
         if isinstance(texts, str) or not texts:
             raise TextError("generate_batch needs a non-empty list of texts (use generate for one text)")
@@ -157,12 +160,12 @@ class MusicLM:
         with torch.no_grad():
             mulan_tokens = self.mulan.tokens_from_text(texts).to(self.device)  # (B, 12): M_T
         self.timings = {"mulan": time.perf_counter() - start}
-        tokens = self.generate_tokens(mulan_tokens, seconds, seed, temperatures, progress)
+        tokens = self.generate_tokens(mulan_tokens, seconds, seed, temperatures, progress, guidance=guidance)
         return self.decode(tokens, seconds)
 
     def generate_tokens(self, mulan_tokens: Tensor, seconds: float, seed: int = 0,
                         temperatures: tuple[float, float, float] | None = None, progress: bool = False,
-                        semantic: Tensor | None = None) -> dict[str, Tensor]:
+                        semantic: Tensor | None = None, guidance: float | None = None) -> dict[str, Tensor]:
         """MuLan tokens (B, 12) -> {"semantic" (B, T_s), "coarse" (B, Q_c, T_a), "fine" (B, Q_f, T_a)} (Chapter 6).
 
         `semantic` (B, >= T_s), if given, replaces the semantic stage: e.g. a real clip's semantic tokens, to
@@ -174,6 +177,9 @@ class MusicLM:
         temps = temperatures or tuple(getattr(self.preset, f"{s}_stage").temperature for s in STAGE_NAMES)
         if len(temps) != 3:
             raise ValueError(f"temperatures must be (semantic, coarse, fine), got {temps}")
+        if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, numbers.Real)
+                                     or not math.isfinite(guidance) or guidance < 0):
+            raise ValueError(f"guidance must be a finite number >= 0 (1 = no guidance), got {guidance!r}")
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         grid, units = self.grid, self.grid.units(seconds)
         spu, apu = grid.semantic_per_unit, grid.acoustic_per_unit
@@ -184,7 +190,8 @@ class MusicLM:
             cfg = getattr(self.preset, f"{name}_stage")
             window = frames_to_multiple(grid.crop_frames(name, cfg.crop_seconds), unit)
             prefix = frames_to_multiple(window // 2, unit) if overlap and window >= 2 * unit else 0
-            sampling = Sampling(temps[STAGE_NAMES.index(name)], cfg.top_k)
+            scale = 1.0 if not st[name].reads_mulan else cfg.guidance if guidance is None else float(guidance)
+            sampling = Sampling(temps[STAGE_NAMES.index(name)], cfg.top_k, guidance=scale)
             bar = tqdm(total=_sampling_steps(total, window, prefix, unit, st[name].tokens_per_frame),
                        desc=name, disable=not progress)
             start = time.perf_counter()
@@ -267,8 +274,10 @@ def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, perm
 @torch.no_grad()
 def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None = None, seed: int = 0,
                       batch_size: int = 8, permutations: int = 10_000, progress: bool = False,
-                      samples: int = 1) -> dict[str, float]:
+                      samples: int = 1, guidance: float | None = None) -> dict[str, float]:
     """Generate `samples` clips per caption, then `adherence_statistics` with MuLan's embeddings (Chapter 7).
+
+    `guidance` overrides the preset's guidance scale (see `MusicLM.generate`).
 
     Use held-out captions (the test split), never training ones. Clip k of caption i uses seed
     `seed + 10_007 * k + i // batch_size`.
@@ -281,7 +290,8 @@ def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None
     for k in range(samples):
         waves = []
         for i in range(0, len(captions), batch_size):
-            waves.append(model.generate_batch(captions[i:i + batch_size], seconds, seed + 10_007 * k + i // batch_size))
+            waves.append(model.generate_batch(captions[i:i + batch_size], seconds, seed + 10_007 * k + i // batch_size,
+                                              guidance=guidance))
             bar.update(len(waves[-1]))
         audio.append(model.mulan.embed_audio(torch.cat(waves).to(model.device)).cpu())  # (N, D)
     bar.close()

@@ -12,9 +12,14 @@ the MuLan tokens of the text (`musiclm.py`). Every token type owns one slice of 
 vocabulary, so an id alone says what it is (K_m, K_s, K_a: codes per MuLan level, semantic
 clusters, codes per SoundStream level; 12 MuLan and 12 SoundStream levels in the paper):
 
-    semantic vocabulary  | M1 (K_m) | M2 | ... | M12 | S (K_s) |
-    coarse vocabulary    | M1 | ... | M12 | S | A1 (K_a) | A2 | A3 | A4 |
+    semantic vocabulary  | M1 (K_m) | M2 | ... | M12 | 0 | S (K_s) |
+    coarse vocabulary    | M1 | ... | M12 | 0 | S | A1 (K_a) | A2 | A3 | A4 |
     fine vocabulary      | A1 | A2 | ... | A12 |          (A1-A4 are read, A5-A12 predicted)
+
+"0" is one extra id, the *null condition*: the 12 MuLan ids replaced by 12 nulls mean "no text".
+The paper has no such id. We add it for classifier-free guidance (`Sampling.guidance`): the small
+stages, trained with a fraction of their examples unconditioned (`Stage.drop_condition`), can then
+be asked how much more likely a token is with the text than without it, and that ratio amplified.
 
 Sequences, with the loss only on the part marked ^ (the conditioning is read, never predicted):
 
@@ -80,9 +85,14 @@ class TokenLayout:
         return self.codec_levels - self.coarse_levels
 
     @property
-    def semantic_offset(self) -> int:
-        """First semantic id, after the MuLan slices (semantic and coarse vocabularies) (Chapter 6)."""
+    def null_condition(self) -> int:
+        """The id that stands for "no MuLan token", right after the MuLan slices (Chapter 6)."""
         return self.mulan_levels * self.mulan_codes
+
+    @property
+    def semantic_offset(self) -> int:
+        """First semantic id, after the MuLan slices and the null id (semantic and coarse vocabularies) (Chapter 6)."""
+        return self.null_condition + 1
 
     @property
     def acoustic_offset(self) -> int:
@@ -149,6 +159,7 @@ class Stage:
 
     name: str
     tokens_per_frame: int
+    reads_mulan: bool = False  # does the conditioning start with the 12 MuLan ids? (semantic, coarse)
 
     def __init__(self, layout: TokenLayout):
         self.layout = layout
@@ -169,11 +180,32 @@ class Stage:
         mask[:, condition.shape[1]:] = True
         return tokens, mask
 
+    def uncondition(self, tokens: Tensor) -> Tensor:
+        """The same sequences (B, L) with their MuLan ids replaced by the null id: "no text" (Chapter 6)."""
+        if not self.reads_mulan:
+            raise ValueError(f"the {self.name} stage reads no MuLan tokens: there is no text condition to remove")
+        out = tokens.clone()
+        out[:, :self.layout.mulan_levels] = self.layout.null_condition
+        return out
+
+    def drop_condition(self, tokens: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+        """Each sequence (B, L) loses its MuLan ids with probability `p` (Chapter 6).
+
+        Training with p > 0 teaches one model both p(x | M) and p(x), which classifier-free guidance
+        needs at sampling time. The paper trains with p = 0; so do our `paper` and stages without MuLan.
+        """
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"condition dropout must be in [0, 1), got {p}")
+        if p == 0.0 or not self.reads_mulan:
+            return tokens
+        drop = torch.rand(tokens.shape[0], generator=generator) < p  # (B,)
+        return torch.where(drop.to(tokens.device)[:, None], self.uncondition(tokens), tokens)
+
 
 class SemanticStage(Stage):
     """p(S | M): [12 MuLan ids] + [semantic ids] (Chapter 6)."""
 
-    name, tokens_per_frame = "semantic", 1
+    name, tokens_per_frame, reads_mulan = "semantic", 1, True
 
     @property
     def vocab_size(self) -> int:
@@ -199,7 +231,7 @@ class SemanticStage(Stage):
 class CoarseStage(Stage):
     """p(A_coarse | S, M): [12 MuLan ids] + [semantic ids] + [coarse ids, frame by frame] (Chapter 6)."""
 
-    name = "coarse"
+    name, reads_mulan = "coarse", True
 
     def __init__(self, layout: TokenLayout):
         super().__init__(layout)
@@ -299,11 +331,16 @@ def stage_loss(model, tokens: Tensor, loss_mask: Tensor) -> tuple[Tensor, Tensor
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Sampling:
-    """How one stage samples (Chapter 6): temperature, optional top-k, or greedy argmax."""
+    """How one stage samples (Chapter 6): temperature, optional top-k, or greedy argmax.
+
+    `guidance` w != 1 samples from logits u + w (c - u), c with the text and u without it (the null
+    condition): classifier-free guidance. w = 1 is plain conditional sampling, as in the paper.
+    """
 
     temperature: float = 1.0
     top_k: int | None = None
     greedy: bool = False
+    guidance: float = 1.0
 
 
 def continue_target(model, stage: Stage, condition: Tensor, given: Tensor, new_tokens: int, sampling: Sampling,
@@ -321,8 +358,11 @@ def continue_target(model, stage: Stage, condition: Tensor, given: Tensor, new_t
         return stage.target_range(start + step)
 
     prompt = torch.cat([condition, given], dim=1)  # (B, C + G)
+    if sampling.guidance != 1.0:  # the same prompts without their text, run alongside in one batch
+        prompt = torch.cat([prompt, stage.uncondition(prompt)])  # (2B, C + G)
     out = model.generate(prompt, new_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
-                         greedy=sampling.greedy, generator=generator, allowed_range=allowed)
+                         greedy=sampling.greedy, generator=generator, allowed_range=allowed,
+                         guidance=sampling.guidance)
     return out[:, C:]  # (B, G + new)
 
 

@@ -50,9 +50,13 @@ def stage_checkpoint_config(stage: str, preset: Preset, sources: dict[str, str] 
     """What a stage checkpoint is: its architecture, vocabulary and the tokenizers it learnt from (Chapter 6)."""
     cfg = getattr(preset, f"{stage}_stage")
     layout = TokenLayout.from_preset(preset)
-    return {"model": f"{stage}-stage", "preset": preset.name, "transformer": dataclasses.asdict(cfg.transformer),
-            "vocab_size": make_stage(stage, layout).vocab_size, "layout": dataclasses.asdict(layout),
-            "crop_seconds": cfg.crop_seconds, "sources": stage_sources(stage, sources)}
+    st = make_stage(stage, layout)
+    config = {"model": f"{stage}-stage", "preset": preset.name, "transformer": dataclasses.asdict(cfg.transformer),
+              "vocab_size": st.vocab_size, "layout": dataclasses.asdict(layout), "crop_seconds": cfg.crop_seconds,
+              "sources": stage_sources(stage, sources)}
+    if st.reads_mulan:  # guidance needs a stage that also learnt p(x) without the text
+        config["condition_dropout"] = cfg.condition_dropout
+    return config
 
 
 def build_stage_model(stage: str, preset: Preset) -> Transformer:
@@ -94,7 +98,9 @@ def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: To
 
     def train_step(step: int) -> dict[str, float]:
         idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
-        seq, mask = stage_batch(st, train_tokens, idx, grid, cfg.crop_seconds, step_generator(tc.seed, step, runtime.rank))
+        g = step_generator(tc.seed, step, runtime.rank)
+        seq, mask = stage_batch(st, train_tokens, idx, grid, cfg.crop_seconds, g)
+        seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(x) without the text
         ddp.train()
         loss, acc = stage_loss(ddp, seq.to(runtime.device), mask.to(runtime.device))
         opt.zero_grad(set_to_none=True)

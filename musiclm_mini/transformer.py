@@ -247,16 +247,25 @@ class Transformer(nn.Module):
     @torch.no_grad()
     def generate(self, prompt: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  greedy: bool = False, generator: torch.Generator | None = None, use_cache: bool = True,
-                 allowed_range: AllowedRange | None = None, progress: bool = False) -> Tensor:
+                 allowed_range: AllowedRange | None = None, progress: bool = False,
+                 guidance: float = 1.0) -> Tensor:
         """Continue `prompt` (B, T0) by `max_new_tokens` sampled tokens -> (B, T0 + new) (Chapter 6).
 
         Runs in eval mode (no dropout) and restores the previous mode. `allowed_range` keeps each
         step inside one token type of the stage's shared vocabulary: a fixed (lo, hi) or a function
         of the step index (0 = first new token) returning (lo, hi); hi is exclusive. `generator`
         must live on the model's device; `use_cache=False` recomputes the whole sequence each step.
+
+        Classifier-free guidance (`guidance` w != 1): `prompt` is (2B, T0), rows B.. being rows ..B
+        without their conditioning. Both halves run in one batch; each step samples from
+        u + w (c - u) (c, u: the two halves' logits) and appends the token to both -> (B, T0 + new).
         """
         if prompt.dim() != 2 or prompt.shape[1] == 0:
             raise ValueError(f"prompt must be (batch, time) with time >= 1, got shape {tuple(prompt.shape)}")
+        guided = guidance != 1.0
+        if guided and prompt.shape[0] % 2:
+            raise ValueError(f"with guidance the prompt holds conditional then unconditional rows, so an even "
+                             f"batch; got {prompt.shape[0]} rows")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         if not greedy and temperature <= 0:
@@ -272,13 +281,16 @@ class Transformer(nn.Module):
                     logits, cache = self(tokens if cache is None else tokens[:, -1:], cache, last_only=True)
                 else:  # recompute everything: slow, kept to check the cache and to teach why it exists
                     logits, _ = self(tokens, last_only=True)
-                logits = logits[:, -1, :]  # (B, V)
+                logits = logits[:, -1, :]  # (B, V), or (2B, V) with guidance
+                if guided:
+                    cond, uncond = logits.chunk(2)  # (B, V) each
+                    logits = uncond + guidance * (cond - uncond)
                 lo_hi = allowed_range(step) if callable(allowed_range) else allowed_range
                 if lo_hi is not None:
                     logits = restrict_to_range(logits, *lo_hi)
                 nxt = sample_next(logits, temperature, top_k, greedy, generator)  # (B, 1)
-                tokens = torch.cat([tokens, nxt], dim=1)
-            return tokens
+                tokens = torch.cat([tokens, nxt.repeat(2, 1) if guided else nxt], dim=1)
+            return tokens[:prompt.shape[0] // 2] if guided else tokens
         finally:
             self.train(was_training)
 
@@ -325,12 +337,12 @@ def count_parameters(model: nn.Module, include_embeddings: bool = True) -> int:
 def stage_vocab_sizes(preset: Preset) -> dict[str, int]:
     """Vocabulary of each stage when every token type gets its own slice (Chapter 6).
 
-    semantic: MuLan tokens (levels x codes) + semantic clusters
-    coarse:   MuLan + semantic + the coarse RVQ levels of the codec
+    semantic: MuLan tokens (levels x codes) + the null condition + semantic clusters
+    coarse:   MuLan + null + semantic + the coarse RVQ levels of the codec
     fine:     all codec levels (coarse levels are read, fine levels predicted, as in AudioLM)
-    Special tokens, if a stage adds any, change these counts by a few thousand parameters at most.
+    The null condition (for classifier-free guidance, not in the paper) adds 2 x d_model parameters.
     """
-    mulan = preset.mulan.rvq.num_quantizers * preset.mulan.rvq.codebook_size
+    mulan = preset.mulan.rvq.num_quantizers * preset.mulan.rvq.codebook_size + 1  # + the null condition
     semantic = preset.semantic.num_clusters
     codes = preset.codec.rvq.codebook_size
     return {"semantic": mulan + semantic,

@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=1, help="clips generated per caption (similarities averaged)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale of the semantic and coarse stages (default: the preset's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--references", action="store_true", help="also measure the real and codec-decoded test clips")
     parser.add_argument("--json", default=None, help="write the figures to this file")
@@ -62,11 +64,14 @@ def main() -> None:
             print(f"{name:26s} MCC {r['mcc']:.4f}, other captions {r['shuffled']:.4f}, p = {r['p_permutation']:.4g}, "
                   f"top-1 {r['retrieval_top1']:.3f}")
     start = time.perf_counter()
-    res = caption_adherence(model, captions, args.seconds, args.seed, args.batch_size, samples=args.samples)
-    res.update(seconds=args.seconds, seed=args.seed, wall_seconds=round(time.perf_counter() - start, 1),
+    res = caption_adherence(model, captions, args.seconds, args.seed, args.batch_size, samples=args.samples,
+                            guidance=args.guidance)
+    guidance = model.preset.coarse_stage.guidance if args.guidance is None else args.guidance
+    res.update(seconds=args.seconds, seed=args.seed, guidance=guidance, wall_seconds=round(time.perf_counter() - start, 1),
                split=args.split, preset=args.preset, references=references)
     paper = next(r for r in TABLE1 if r.model == "MusicLM")
-    print(f"{res['clips']} held-out captions, {args.samples} clip(s) of {args.seconds:g} s each, seed {args.seed}")
+    print(f"{res['clips']} {args.split} captions, {args.samples} clip(s) of {args.seconds:g} s each, seed {args.seed}, "
+          f"guidance {guidance:g}")
     print(f"  MCC (own caption)         {res['mcc']:.4f}   (paper, MusicLM on MusicCaps: {paper.mcc})")
     print(f"  similarity, other captions {res['shuffled']:.4f}")
     print(f"  difference                {res['difference']:.4f}   p = {res['p_permutation']:.4g} (permutation), "

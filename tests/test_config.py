@@ -68,6 +68,9 @@ def test_stage_numbers():
     fine_levels, crop, temp = rows["fine"]
     assert P.fine_levels == int(fine_levels)
     assert (P.fine_stage.crop_seconds, P.fine_stage.temperature) == (float(crop), float(temp))
+    # The paper samples each stage plainly: no condition dropout, no classifier-free guidance.
+    for stage in (P.semantic_stage, P.coarse_stage, P.fine_stage):
+        assert (stage.condition_dropout, stage.guidance) == (0.0, 1.0)
 
 
 def test_transformer_numbers():

@@ -120,6 +120,20 @@ def test_generated_tokens_cover_the_duration_and_stay_in_their_vocabularies(mode
     assert not torch.equal(tokens["semantic"], other["semantic"])
 
 
+def test_guidance_reaches_the_text_reading_stages_only(model):
+    M = FakeMuLan(model.preset).tokens_from_text(["a", "b"])
+    plain = model.generate_tokens(M, 2.0, seed=0)  # the micro preset's stages: guidance 1
+    assert all(torch.equal(plain[k], v) for k, v in model.generate_tokens(M, 2.0, seed=0, guidance=1.0).items())
+    guided = model.generate_tokens(M, 2.0, seed=0, guidance=3.0)
+    assert all(torch.equal(guided[k], v) for k, v in model.generate_tokens(M, 2.0, seed=0, guidance=3.0).items())
+    assert not torch.equal(guided["semantic"], plain["semantic"])
+    assert guided["semantic"].max() < model.preset.semantic.num_clusters
+    assert guided["coarse"].max() < model.preset.codec.rvq.codebook_size
+    for bad in (-1.0, math.nan, "3"):
+        with pytest.raises(ValueError, match="guidance"):
+            model.generate("a violin", 1.0, guidance=bad)
+
+
 def test_given_semantic_tokens_replace_the_semantic_stage(model):
     M = FakeMuLan(model.preset).tokens_from_text(["a", "b"])
     units = math.ceil(2.0 * 24_000 / 1920)
@@ -180,6 +194,8 @@ def test_from_pretrained_names_the_missing_part(tmp_path):
     (["a violin", "--seconds", "-4"], "positive"),
     (["a violin", "--seconds", "1000"], "at most 300"),
     (["a violin", "-o", "out.mp3"], ".wav"),
+    (["a violin", "--guidance", "-1"], "guidance"),
+    (["a violin", "--guidance", "nan"], "guidance"),
 ])
 def test_cli_bad_input_one_line_exit_2(argv, message, capsys, tmp_path):
     assert cli.main(["generate", *argv, "--checkpoints", str(tmp_path)]) == 2

@@ -90,18 +90,19 @@ def test_sequences_layout_offsets_and_loss_masks():
     toks = random_tokens(lay, n=2, seconds=2.0)
     M, S, A = toks.mulan, toks.semantic, toks.acoustic
     Ac, Af = A[:, :4], A[:, 4:]
-    # semantic: [M level q at q*256] + [S at 12*256]
+    # semantic: [M level q at q*256] + [S at 12*256 + 1, after the null condition 3072]
     sem = make_stage("semantic", lay)
     seq, mask = sem.sequence(sem.condition(M), sem.encode_target(S))
     assert torch.equal(seq[:, :12], M + torch.arange(12) * 256)
-    assert torch.equal(seq[:, 12:], S + 3072) and torch.equal(sem.decode_target(seq[:, 12:]), S)
+    assert lay.null_condition == 3072
+    assert torch.equal(seq[:, 12:], S + 3073) and torch.equal(sem.decode_target(seq[:, 12:]), S)
     assert mask[:, :12].sum() == 0 and mask[:, 12:].all()
-    # coarse: [M] + [S] + [A_1..4 flattened at 3072 + 128 + q * 1024]
+    # coarse: [M] + [S] + [A_1..4 flattened at 3073 + 128 + q * 1024]
     coarse = make_stage("coarse", lay)
     seq, mask = coarse.sequence(coarse.condition(M, S), coarse.encode_target(Ac))
     C = 12 + S.shape[1]
     assert seq.shape[1] == C + 4 * A.shape[2] and seq.max() < coarse.vocab_size
-    assert seq[0, C + 5] == 3200 + 1024 + Ac[0, 1, 1]  # frame 2, level 2
+    assert seq[0, C + 5] == 3201 + 1024 + Ac[0, 1, 1]  # frame 2, level 2
     assert torch.equal(coarse.decode_target(seq[:, C:]), Ac)
     assert not mask[:, :C].any() and mask[:, C:].all()
     # fine: [A_1..4 at q * 1024] + [A_5..8 at (4 + q) * 1024]
@@ -117,13 +118,69 @@ def test_sequences_layout_offsets_and_loss_masks():
 
 def test_target_ranges_follow_levels():
     lay = LAY
-    assert make_stage("semantic", lay).target_range(5) == (3072, 3200)
+    assert make_stage("semantic", lay).target_range(5) == (3073, 3201)  # 3072 is the null condition
     coarse = make_stage("coarse", lay)
     assert [coarse.target_range(j) for j in (0, 1, 3, 4, 6)] == [
-        (3200, 4224), (4224, 5248), (6272, 7296), (3200, 4224), (5248, 6272)]
+        (3201, 4225), (4225, 5249), (6273, 7297), (3201, 4225), (5249, 6273)]
     fine = make_stage("fine", lay)
     assert fine.target_range(0) == (4096, 5120) and fine.target_range(7) == (7168, 8192)
     assert level_range(9, 4, 10, 5) == (15, 25)
+
+
+# --- the null condition (classifier-free guidance) ---------------------------------------------
+def test_uncondition_and_condition_dropout_touch_only_the_mulan_ids():
+    toks = random_tokens(LAY, n=64, seconds=2.0)
+    coarse = make_stage("coarse", LAY)
+    seq, _ = coarse.sequence(coarse.condition(toks.mulan, toks.semantic), coarse.encode_target(toks.acoustic[:, :4]))
+    null = coarse.uncondition(seq)
+    assert (null[:, :12] == LAY.null_condition).all() and torch.equal(null[:, 12:], seq[:, 12:])
+    assert torch.equal(coarse.drop_condition(seq, 0.0), seq)
+    dropped = coarse.drop_condition(seq, 0.5, torch.Generator().manual_seed(0))
+    gone = (dropped[:, :12] == LAY.null_condition).all(1)  # (64,)
+    assert 16 < int(gone.sum()) < 48  # about half
+    assert torch.equal(dropped[gone], null[gone]) and torch.equal(dropped[~gone], seq[~gone])
+    with pytest.raises(ValueError, match="condition dropout"):
+        coarse.drop_condition(seq, 1.0)
+    fine = make_stage("fine", LAY)
+    with pytest.raises(ValueError, match="reads no MuLan"):
+        fine.uncondition(seq)
+    assert torch.equal(fine.drop_condition(seq, 0.5), seq)  # nothing to drop
+
+
+def test_guidance_strengthens_a_weak_condition():
+    """M = 0 is followed by pattern 0 in 70% of the examples, M = 1 by pattern 1 in 70%. Trained with
+    condition dropout, plain sampling follows the condition about 70% of the time; guidance w = 3 must
+    follow it more often (p(pattern | M) / p(pattern) amplified), which a stage ignoring M cannot do."""
+    p = micro_preset()
+    lay = TokenLayout.from_preset(p)
+    sem = make_stage("semantic", lay)
+    patterns = torch.tensor([[1, 2, 3, 4, 1, 2], [6, 5, 7, 0, 6, 5]])
+    g = torch.Generator().manual_seed(0)
+    which = torch.randint(0, 2, (200,), generator=g)
+    follows = torch.rand(200, generator=g) < 0.7
+    S = patterns[torch.where(follows, which, 1 - which)]  # (200, 6)
+    M = which[:, None].expand(200, 12) * 9
+    seq, mask = sem.sequence(sem.condition(M), sem.encode_target(S))
+    torch.manual_seed(0)
+    model = Transformer(MICRO, sem.vocab_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(150):
+        batch = sem.drop_condition(seq, 0.3, torch.Generator().manual_seed(step))
+        loss, _ = stage_loss(model, batch, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def follow_rate(w: float) -> float:
+        cond = sem.condition(torch.tensor([[0] * 12, [9] * 12]).repeat(150, 1))  # (300, 12)
+        out = generate_windows(model, sem, lambda win: cond, 6, 6, 0, Sampling(1.0, guidance=w),
+                               generator=torch.Generator().manual_seed(1))
+        first = sem.decode_target(out)[:, 0]  # (300,)
+        return float((first == patterns[torch.tensor([0, 1]).repeat(150), 0]).float().mean())
+
+    plain, guided = follow_rate(1.0), follow_rate(3.0)
+    assert 0.55 < plain < 0.85, plain
+    assert guided > plain + 0.1, (plain, guided)
 
 
 # --- loss ------------------------------------------------------------------------------------
@@ -178,7 +235,8 @@ class RecordingModel:
     def __init__(self):
         self.prompts = []
 
-    def generate(self, prompt, max_new_tokens, temperature, top_k, greedy, generator, allowed_range):
+    def generate(self, prompt, max_new_tokens, temperature, top_k, greedy, generator, allowed_range, guidance=1.0):
+        assert guidance == 1.0, "RecordingModel does not guide"
         self.prompts.append(prompt.clone())
         new = []
         for step in range(max_new_tokens):

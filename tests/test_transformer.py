@@ -151,6 +151,25 @@ def test_allowed_range_fixed_and_per_step():
     assert (greedy == 7).all()
 
 
+def test_guidance_mixes_the_two_halves_of_the_batch():
+    """u + w (c - u): w = 0 samples from the unconditional half alone, equal halves make w irrelevant."""
+    model = make_model()
+    cond, uncond = random_tokens(2, 5, seed=1), random_tokens(2, 5, seed=2)
+
+    def sample(prompt, **kw):
+        return model.generate(prompt, 12, temperature=1.0, generator=torch.Generator().manual_seed(4), **kw)
+
+    plain_u = sample(uncond)
+    only_u = sample(torch.cat([cond, uncond]), guidance=0.0)  # (2, 17): the conditional rows, continued
+    assert only_u.shape == (2, 17) and torch.equal(only_u[:, :5], cond)
+    assert torch.equal(only_u[:, 5:], plain_u[:, 5:])  # the continuation followed the unconditional logits
+    same = sample(torch.cat([cond, cond]), guidance=3.0)  # c == u: guidance changes nothing
+    assert torch.equal(same, sample(cond))
+    assert not torch.equal(sample(torch.cat([cond, uncond]), guidance=3.0), sample(cond))
+    with pytest.raises(ValueError, match="even"):
+        model.generate(random_tokens(3, 4), 2, guidance=2.0)
+
+
 def test_top_k_one_equals_greedy():
     model = make_model()
     prompt = random_tokens(2, 3)
@@ -168,7 +187,7 @@ def body_formula(c: TransformerConfig) -> int:
 @pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
 def test_paper_stage_has_about_430M_parameters(stage):
     """Counted: every parameter incl. the untied token embedding and output head (vocab from
-    stage_vocab_sizes: semantic 13,312, coarse 17,408, fine 12,288)."""
+    stage_vocab_sizes: semantic 13,313, coarse 17,409, fine 12,288)."""
     preset = get_preset("paper")
     config, vocab = getattr(preset, f"{stage}_stage").transformer, stage_vocab_sizes(preset)[stage]
     model = meta_transformer(config, vocab)
