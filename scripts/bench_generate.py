@@ -70,7 +70,9 @@ def main() -> None:
     model, note = build_model(args.preset)
     sizes = ", ".join(f"{s} {count_parameters(model.models[s]) / 1e6:.1f}M" for s in STAGE_NAMES)
     print(f"preset {args.preset}: {note}")
-    print(f"stage parameters: {sizes}; CPU, {args.threads} thread(s)")
+    guidance = model.preset.coarse_stage.guidance
+    print(f"stage parameters: {sizes}; CPU, {args.threads} thread(s); classifier-free guidance {guidance:g} "
+          f"({'semantic and coarse stages run twice per step' if guidance != 1 else 'none'})")
     model.generate(CAPTION, 1.0, seed=0)  # warm-up: one-off allocations and lazy imports
 
     runs = []
