@@ -183,7 +183,8 @@ class StageConfig:
 
     Not in the paper (0 and 1 in `paper`): `condition_dropout`, the fraction of training examples whose
     MuLan tokens are replaced by the null condition, and `guidance`, the classifier-free guidance scale
-    used when sampling (1 = none). Only the stages that read MuLan tokens (semantic, coarse) use them.
+    used when sampling (1 = none), and `mulan_codebook_embedding`, embedding MuLan tokens through MuLan's
+    codebook vectors (`mulan_embedding.py`). Only the stages that read MuLan tokens (semantic, coarse) use them.
     """
 
     transformer: TransformerConfig
@@ -192,6 +193,7 @@ class StageConfig:
     top_k: int | None = None
     condition_dropout: float = 0.0
     guidance: float = 1.0
+    mulan_codebook_embedding: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,8 +318,10 @@ def _colab() -> Preset:
         mulan=MuLanConfig(audio_tower="resnet18", resnet_blocks=(2, 2, 2, 2), bottleneck=False,
                           text_tower="minilm", text_trainable_layers=1, n_mels=64),
         # Guidance as in `tiny` (not measured at this size: no GPU run yet).
-        semantic_stage=StageConfig(mid, crop_seconds=10.0, temperature=1.0, condition_dropout=0.2, guidance=GUIDANCE_TINY),
-        coarse_stage=StageConfig(mid, crop_seconds=4.0, temperature=0.95, condition_dropout=0.2, guidance=GUIDANCE_TINY),
+        semantic_stage=StageConfig(mid, crop_seconds=10.0, temperature=1.0, condition_dropout=0.2, guidance=GUIDANCE_TINY,
+                                    mulan_codebook_embedding=True),
+        coarse_stage=StageConfig(mid, crop_seconds=4.0, temperature=0.95, condition_dropout=0.2, guidance=GUIDANCE_TINY,
+                                    mulan_codebook_embedding=True),
         fine_stage=StageConfig(mid, crop_seconds=1.5, temperature=0.4),
         coarse_levels=4,
         melody=MelodyConfig(n_layers=6, n_heads=4, d_model=256, d_ff=512, embed_dim=128,
@@ -352,8 +356,10 @@ def _tiny() -> Preset:
                           window_seconds=5.0, rvq=RVQConfig(12, 256, 128)),
         # Classifier-free guidance (Chapter 6): the tiny stages, trained on little audio, barely
         # read their MuLan tokens; guidance amplifies what they do read. Scale chosen on validation.
-        semantic_stage=StageConfig(small, crop_seconds=6.0, temperature=1.0, condition_dropout=0.2, guidance=GUIDANCE_TINY),
-        coarse_stage=StageConfig(small, crop_seconds=2.0, temperature=0.95, condition_dropout=0.2, guidance=GUIDANCE_TINY),
+        semantic_stage=StageConfig(small, crop_seconds=6.0, temperature=1.0, condition_dropout=0.2, guidance=GUIDANCE_TINY,
+                                    mulan_codebook_embedding=True),
+        coarse_stage=StageConfig(small, crop_seconds=2.0, temperature=0.95, condition_dropout=0.2, guidance=GUIDANCE_TINY,
+                                    mulan_codebook_embedding=True),
         fine_stage=StageConfig(small, crop_seconds=0.6, temperature=0.4),
         coarse_levels=4,
         melody=MelodyConfig(n_layers=2, n_heads=4, d_model=128, d_ff=256, embed_dim=64,

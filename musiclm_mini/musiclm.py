@@ -274,10 +274,11 @@ def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, perm
 @torch.no_grad()
 def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None = None, seed: int = 0,
                       batch_size: int = 8, permutations: int = 10_000, progress: bool = False,
-                      samples: int = 1, guidance: float | None = None) -> dict[str, float]:
+                      samples: int = 1, guidance: float | None = None,
+                      temperatures: tuple[float, float, float] | None = None) -> dict[str, float]:
     """Generate `samples` clips per caption, then `adherence_statistics` with MuLan's embeddings (Chapter 7).
 
-    `guidance` overrides the preset's guidance scale (see `MusicLM.generate`).
+    `guidance` and `temperatures` override the preset's (see `MusicLM.generate`).
 
     Use held-out captions (the test split), never training ones. Clip k of caption i uses seed
     `seed + 10_007 * k + i // batch_size`.
@@ -291,7 +292,7 @@ def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None
         waves = []
         for i in range(0, len(captions), batch_size):
             waves.append(model.generate_batch(captions[i:i + batch_size], seconds, seed + 10_007 * k + i // batch_size,
-                                              guidance=guidance))
+                                              temperatures, guidance=guidance))
             bar.update(len(waves[-1]))
         audio.append(model.mulan.embed_audio(torch.cat(waves).to(model.device)).cpu())  # (N, D)
     bar.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .config import Preset, get_preset
+from .mulan_embedding import CodebookEmbedding, mulan_codebooks
 from .stages import TokenLayout, make_stage, stage_loss
 from .token_cache import TokenGrid, TokenSet, cached_tokens, source_fingerprints, stage_batch
 from .train import Run, Runtime, batch_indices, fit, step_generator, wrap_ddp
@@ -56,13 +57,25 @@ def stage_checkpoint_config(stage: str, preset: Preset, sources: dict[str, str] 
               "sources": stage_sources(stage, sources)}
     if st.reads_mulan:  # guidance needs a stage that also learnt p(x) without the text
         config["condition_dropout"] = cfg.condition_dropout
+        config["mulan_codebook_embedding"] = cfg.mulan_codebook_embedding
     return config
 
 
-def build_stage_model(stage: str, preset: Preset) -> Transformer:
-    """A fresh Transformer sized for `stage` of `preset` (Chapter 6)."""
-    layout = TokenLayout.from_preset(preset)
-    return Transformer(getattr(preset, f"{stage}_stage").transformer, make_stage(stage, layout).vocab_size)
+def build_stage_model(stage: str, preset: Preset, mulan_codebooks: torch.Tensor | None = None) -> Transformer:
+    """A fresh Transformer sized for `stage` of `preset` (Chapter 6).
+
+    With `mulan_codebook_embedding` (not in the paper) its MuLan tokens are embedded through MuLan's
+    codebooks (`mulan_embedding.py`): `mulan_codebooks` (levels, codes, dim) when training; zeros
+    otherwise, which loading a checkpoint overwrites with the codebooks the stage was trained with.
+    """
+    layout, cfg = TokenLayout.from_preset(preset), getattr(preset, f"{stage}_stage")
+    st = make_stage(stage, layout)
+    model = Transformer(cfg.transformer, st.vocab_size)
+    if cfg.mulan_codebook_embedding and st.reads_mulan:
+        if mulan_codebooks is None:
+            mulan_codebooks = torch.zeros(layout.mulan_levels, layout.mulan_codes, preset.mulan.rvq.dim)
+        model.tok_emb = CodebookEmbedding(st.vocab_size, cfg.transformer.d_model, mulan_codebooks)
+    return model
 
 
 @torch.no_grad()
@@ -86,12 +99,13 @@ def evaluate_stage(model, stage: str, preset: Preset, tokens: TokenSet, batch_si
 
 
 def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: TokenSet | None, out_dir: Path,
-              runtime: Runtime, sources: dict[str, str] | None = None, quiet: bool = False):
+              runtime: Runtime, sources: dict[str, str] | None = None, quiet: bool = False,
+              mulan_codebooks: torch.Tensor | None = None):
     """The Run, step function and validation of one stage on given tokens (Chapter 6)."""
     tc, cfg = preset.train, getattr(preset, f"{stage}_stage")
     st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
     torch.manual_seed(tc.seed)  # same initial weights on every rank
-    model = build_stage_model(stage, preset).to(runtime.device)
+    model = build_stage_model(stage, preset, mulan_codebooks).to(runtime.device)
     ddp = wrap_ddp(model, runtime)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
     torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
@@ -163,8 +177,10 @@ def train_stage(stage: str, preset: Preset, args: argparse.Namespace, runtime: R
         torch.distributed.barrier()
     train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
     val_tokens = cached_tokens(preset, "validation", codec, semantic, mulan) if runtime.is_main else None
+    codebooks = mulan_codebooks(mulan)
     del codec, semantic, mulan  # the tokenizers are not needed any more
-    run, step_fn, validate = stage_run(stage, preset, train_tokens, val_tokens, args.out, runtime, sources, args.quiet)
+    run, step_fn, validate = stage_run(stage, preset, train_tokens, val_tokens, args.out, runtime, sources, args.quiet,
+                                       codebooks)
     return fit(run, step_fn, validate, resume=args.resume)
 
 

@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1, help="clips generated per caption (similarities averaged)")
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale of the semantic and coarse stages (default: the preset's)")
+    parser.add_argument("--temperatures", type=float, nargs=3, default=None, metavar=("SEMANTIC", "COARSE", "FINE"),
+                        help="sampling temperatures of the three stages (default: the preset's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--references", action="store_true", help="also measure the real and codec-decoded test clips")
     parser.add_argument("--json", default=None, help="write the figures to this file")
@@ -65,13 +67,15 @@ def main() -> None:
                   f"top-1 {r['retrieval_top1']:.3f}")
     start = time.perf_counter()
     res = caption_adherence(model, captions, args.seconds, args.seed, args.batch_size, samples=args.samples,
-                            guidance=args.guidance)
+                            guidance=args.guidance, temperatures=args.temperatures)
     guidance = model.preset.coarse_stage.guidance if args.guidance is None else args.guidance
-    res.update(seconds=args.seconds, seed=args.seed, guidance=guidance, wall_seconds=round(time.perf_counter() - start, 1),
+    temps = args.temperatures or [getattr(model.preset, f"{s}_stage").temperature for s in ("semantic", "coarse", "fine")]
+    res.update(seconds=args.seconds, seed=args.seed, guidance=guidance, temperatures=list(temps),
+               wall_seconds=round(time.perf_counter() - start, 1),
                split=args.split, preset=args.preset, references=references)
     paper = next(r for r in TABLE1 if r.model == "MusicLM")
     print(f"{res['clips']} {args.split} captions, {args.samples} clip(s) of {args.seconds:g} s each, seed {args.seed}, "
-          f"guidance {guidance:g}")
+          f"guidance {guidance:g}, temperatures {' / '.join(f'{t:g}' for t in temps)}")
     print(f"  MCC (own caption)         {res['mcc']:.4f}   (paper, MusicLM on MusicCaps: {paper.mcc})")
     print(f"  similarity, other captions {res['shuffled']:.4f}")
     print(f"  difference                {res['difference']:.4f}   p = {res['p_permutation']:.4g} (permutation), "

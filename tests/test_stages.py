@@ -1,5 +1,6 @@
 """Tests of the three stages (Chapter 6): layouts, loss masks, sampling ranges, windows, token cache, training."""
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -317,6 +318,9 @@ class FakeMuLan(torch.nn.Module):
     def __init__(self, preset):
         super().__init__()
         self.cfg, self.w = preset.mulan, torch.nn.Parameter(torch.tensor(1.0))
+        g, rvq = torch.Generator().manual_seed(0), preset.mulan.rvq  # codebooks for `mulan_codebooks`
+        self.rvq = SimpleNamespace(layers=[SimpleNamespace(codebook=torch.randn(rvq.codebook_size, rvq.dim, generator=g))
+                                           for _ in range(rvq.num_quantizers)])
 
     def tokens_from_audio(self, wave):
         level = (wave.abs().mean(-1, keepdim=True) * 1000).long()  # (B, 1)
@@ -481,3 +485,42 @@ def test_exercise_stub_fails_and_reference_passes_and_mistakes_are_named(capsys)
     assert "frame by frame" in capsys.readouterr().out
     assert check_flatten_frames(reference_flatten_frames) is True
     assert "All checks passed" in capsys.readouterr().out
+
+
+# --- MuLan tokens embedded through MuLan's codebooks --------------------------------------------
+def test_codebook_embedding_keeps_mulan_neighbours_close_and_learns_only_the_projection():
+    from musiclm_mini.mulan_embedding import CodebookEmbedding
+
+    g = torch.Generator().manual_seed(0)
+    books = torch.randn(2, 4, 8, generator=g)  # 2 levels of 4 codes, 8-d
+    books[0, 1] = books[0, 0] + 1e-3  # codes 0 and 1 of level 0: nearly the same vector
+    torch.manual_seed(0)
+    emb = CodebookEmbedding(vocab_size=12, d_model=16, codebooks=books)
+    out = emb(torch.tensor([[0, 1, 2, 4, 8, 9]]))[0]  # (6, 16)
+    assert (out[0] - out[1]).norm() < 1e-2 * (out[0] - out[2]).norm()  # close codes, close embeddings
+    assert torch.allclose(out[3], emb.proj(books[1, 0]) + emb.level.weight[1])  # id 4 = level 1, code 0
+    assert torch.equal(out[4], emb.other.weight[8]) and torch.equal(out[5], emb.other.weight[9])  # other ids: rows
+    out.sum().backward()
+    assert "codebooks" in dict(emb.named_buffers()) and emb.proj.weight.grad is not None
+    assert not any(p is emb.codebooks for p in emb.parameters())  # the codebooks are never trained
+    with pytest.raises(ValueError, match="cannot start"):
+        CodebookEmbedding(8, 16, books)
+
+
+def test_tiny_stages_reading_mulan_embed_it_through_the_codebooks_and_save_them(tmp_path):
+    from musiclm_mini.checkpoint import load_checkpoint, save_checkpoint
+    from musiclm_mini.mulan_embedding import CodebookEmbedding
+    from musiclm_mini.train_stages import build_stage_model
+
+    p = get_preset("tiny")
+    books = torch.randn(12, 256, 128, generator=torch.Generator().manual_seed(1))
+    coarse = build_stage_model("coarse", p, books)
+    assert isinstance(coarse.tok_emb, CodebookEmbedding) and torch.equal(coarse.tok_emb.codebooks, books.view(-1, 128))
+    assert isinstance(build_stage_model("fine", p).tok_emb, torch.nn.Embedding)  # reads no MuLan tokens
+    assert isinstance(build_stage_model("coarse", get_preset("paper").replace(
+        coarse_stage=dataclasses.replace(get_preset("paper").coarse_stage, transformer=MICRO)), books).tok_emb,
+        torch.nn.Embedding)  # the paper's stages learn a row per MuLan code
+    save_checkpoint(tmp_path, coarse.state_dict(), {"x": 1}, None)
+    fresh = build_stage_model("coarse", p)  # zeros until the checkpoint is loaded
+    fresh.load_state_dict(load_checkpoint(tmp_path, with_train_state=False).model_state)
+    assert torch.equal(fresh.tok_emb.codebooks, books.view(-1, 128))
