@@ -329,9 +329,9 @@ def count_parameters(model: nn.Module, include_embeddings: bool = True) -> int:
     total = sum(p.numel() for p in model.parameters())
     if include_embeddings:
         return total
-    if not isinstance(model, Transformer):
+    if not (hasattr(model, "tok_emb") and hasattr(model, "head")):  # duck-typed: also under `python -m`
         raise TypeError(f"include_embeddings=False needs a Transformer, got {type(model).__name__}")
-    return total - model.tok_emb.weight.numel() - model.head.weight.numel()
+    return total - sum(p.numel() for p in model.tok_emb.parameters()) - model.head.weight.numel()
 
 
 def stage_vocab_sizes(preset: Preset) -> dict[str, int]:
@@ -357,12 +357,19 @@ def meta_transformer(config: TransformerConfig, vocab_size: int) -> Transformer:
 
 
 def parameter_table(preset_names: tuple[str, ...] = ("tiny", "colab", "paper")) -> str:
-    """A text table of per-stage parameter counts for each preset (Chapter 6)."""
+    """A text table of per-stage parameter counts for each preset (Chapter 6).
+
+    Built as training builds them (`train_stages.build_stage_model`), on the meta device: `body` is
+    everything but the input embedding (with its MuLan projection, if any) and the output head.
+    """
+    from .train_stages import build_stage_model  # train_stages imports this module
+
     rows = [f"{'preset':<7}{'stage':<10}{'vocab':>7}{'total':>14}{'body':>14}"]
     for name in preset_names:
         preset = get_preset(name)
         for stage, vocab in stage_vocab_sizes(preset).items():
-            model = meta_transformer(getattr(preset, f"{stage}_stage").transformer, vocab)
+            with torch.device("meta"):
+                model = build_stage_model(stage, preset)
             rows.append(f"{name:<7}{stage:<10}{vocab:>7}{count_parameters(model):>14,}"
                         f"{count_parameters(model, include_embeddings=False):>14,}")
     return "\n".join(rows)
