@@ -98,6 +98,25 @@ def evaluate_stage(model, stage: str, preset: Preset, tokens: TokenSet, batch_si
     return {"loss": total / count, "accuracy": correct / count}
 
 
+@torch.no_grad()
+def conditioning_losses(model, stage: str, preset: Preset, tokens: TokenSet, seed: int = 0) -> dict[str, float]:
+    """How much the MuLan tokens matter to a stage (Chapter 6): its loss on one fixed crop of every clip with
+    each clip's own MuLan tokens, with another clip's (rolled by one), and with the null condition."""
+    st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
+    if not st.reads_mulan:
+        raise ValueError(f"the {stage} stage reads no MuLan tokens")
+    crop = getattr(preset, f"{stage}_stage").crop_seconds
+    seq, mask = stage_batch(st, tokens, list(range(len(tokens))), grid, crop, torch.Generator().manual_seed(seed))
+    swapped = seq.clone()
+    swapped[:, :st.layout.mulan_levels] = seq[:, :st.layout.mulan_levels].roll(1, dims=0)
+    was_training = model.training
+    model.eval()
+    losses = {name: float(stage_loss(model, s, mask)[0]) for name, s in
+              (("own", seq), ("another clip's", swapped), ("none", st.uncondition(seq)))}
+    model.train(was_training)
+    return losses
+
+
 def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: TokenSet | None, out_dir: Path,
               runtime: Runtime, sources: dict[str, str] | None = None, quiet: bool = False,
               mulan_codebooks: torch.Tensor | None = None):

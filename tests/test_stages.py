@@ -524,3 +524,17 @@ def test_tiny_stages_reading_mulan_embed_it_through_the_codebooks_and_save_them(
     fresh = build_stage_model("coarse", p)  # zeros until the checkpoint is loaded
     fresh.load_state_dict(load_checkpoint(tmp_path, with_train_state=False).model_state)
     assert torch.equal(fresh.tok_emb.codebooks, books.view(-1, 128))
+
+
+def test_conditioning_losses_compare_own_other_and_no_mulan_tokens():
+    from musiclm_mini.train_stages import build_stage_model, conditioning_losses
+
+    p = micro_preset()
+    toks = random_tokens(p, n=4, seconds=2.0)
+    torch.manual_seed(0)
+    model = build_stage_model("semantic", p).train()
+    losses = conditioning_losses(model, "semantic", p, toks)
+    assert list(losses) == ["own", "another clip's", "none"] and len(set(losses.values())) == 3
+    assert model.training  # restored
+    with pytest.raises(ValueError, match="reads no MuLan"):
+        conditioning_losses(build_stage_model("fine", p), "fine", p, toks)
