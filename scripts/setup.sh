@@ -31,6 +31,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages into .venv (first time: a few minutes)"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements-dev.txt -c constraints.txt
+  .venv/bin/pip install -q --no-deps basic-pitch -c constraints.txt  # its metadata wants TensorFlow; ONNX suffices
   .venv/bin/pip install -q --no-deps -e .
   echo "$want" >"$stamp"
 fi
