@@ -1,0 +1,92 @@
+"""Check the built book: every page of the table of contents exists, every chapter carries audio players,
+no page is too heavy, and, in a real headless browser with the network cut off, the maths is typeset.
+
+    python scripts/check_book.py _build/html [--max-mb 12] [--no-browser]
+
+Exits 1 with one line per problem. The browser is Debian's chromium (`apt-get install chromium`);
+without it the maths check is skipped with a warning (pass --require-browser to fail instead).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Chromium flags for a closed machine: no background traffic, and every request sent to a dead proxy,
+# so a page that needs the internet (MathJax from a CDN) visibly fails.
+OFFLINE_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--allow-file-access-from-files"]
+
+
+def toc_pages() -> list[str]:
+    """Every `file:` of _toc.yml plus its root, as paths without suffix ("book/01_audio_data")."""
+    text = (ROOT / "_toc.yml").read_text()
+    return re.findall(r"^root:\s*(\S+)", text, re.M) + re.findall(r"file:\s*(\S+)", text)
+
+
+def is_chapter(page: str) -> bool:
+    """Chapters are the numbered notebooks; they must let the reader hear something."""
+    return re.match(r"book/\d\d_", page) is not None and (ROOT / f"{page}.ipynb").exists()
+
+
+def rendered_dom(chromium: str, html: Path) -> str:
+    """The page's DOM after its scripts ran (MathJax typesetting included), network cut off."""
+    with tempfile.TemporaryDirectory() as profile:
+        out = subprocess.run([chromium, *OFFLINE_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+                              "--dump-dom", html.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+    return out.stdout
+
+
+def untypeset_math(dom: str) -> int:
+    """How many \\( or \\[ delimiters are still visible (outside scripts) after MathJax ran."""
+    visible = re.sub(r"<script.*?</script>", "", dom, flags=re.S)
+    return len(re.findall(r"\\\(|\\\[", visible))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("html", type=Path, nargs="?", default=ROOT / "_build" / "html")
+    parser.add_argument("--max-mb", type=float, default=12.0, help="largest page allowed, MB")
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--require-browser", action="store_true")
+    args = parser.parse_args(argv)
+    problems, chromium = [], shutil.which("chromium") or shutil.which("chromium-browser")
+    if not args.no_browser and chromium is None:
+        if args.require_browser:
+            problems.append("no chromium to check the maths: apt-get install chromium")
+        else:
+            print("check_book: no chromium, maths not checked in a browser (apt-get install chromium)", file=sys.stderr)
+    for page in toc_pages():
+        html = args.html / f"{page}.html"
+        if not html.exists():
+            problems.append(f"{page}: no page {html} (did the chapter fail to execute?)")
+            continue
+        text = html.read_text(errors="replace")
+        size = html.stat().st_size / 1e6
+        players = text.count("<audio")
+        has_math = 'class="math' in text
+        line = f"{page}: {size:.1f} MB, {players} audio players"
+        if is_chapter(page) and players == 0:
+            problems.append(f"{page}: a chapter without a single audio player")
+        if size > args.max_mb:
+            problems.append(f"{page}: {size:.1f} MB is over {args.max_mb} MB")
+        if has_math and chromium and not args.no_browser:
+            dom = rendered_dom(chromium, html)
+            typeset, raw = dom.count("<mjx-container"), untypeset_math(dom)
+            line += f", {typeset} formulas typeset, {raw} left raw"
+            if typeset == 0 or raw:
+                problems.append(f"{page}: maths not typeset offline ({typeset} typeset, {raw} raw delimiters)")
+        print(line)
+    for p in problems:
+        print(f"check_book: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
