@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from musiclm_mini.errors import CheckpointError
-from musiclm_mini.evaluation import fad, kld, listening, tagger, transcribe
+from musiclm_mini.evaluation import fad, kld, listening, tagger, train_tagger, transcribe
 
 SR = 24_000
 
@@ -178,7 +178,7 @@ def test_tagger_learns_drums_and_tempo_on_a_synthetic_task(tmp_path):
         waves.append(click_clip(rng.uniform(*bpms[bucket]), drums, rng))
     waves = torch.as_tensor(np.stack(waves))
     cfg = {"n_fft": 256, "hop": 80, "n_mels": 32, "f_max": 3500.0, "channels": [8, 16]}
-    model = tagger.train_tagger(waves[:100], rows[:100], waves[100:125], rows[100:125], sample_rate=8000,
+    model = train_tagger.train_tagger(waves[:100], rows[:100], waves[100:125], rows[100:125], sample_rate=8000,
                                 heads=("drums", "tempo_bucket"), epochs=12, crop_seconds=2.5, seed=0, **cfg)
     acc = tagger.accuracy(tagger.predict(model, waves[125:], 8000), rows[125:])
     assert acc["drums"] >= 0.85 and acc["tempo_bucket"] >= 0.7, acc  # chance: 0.5 and 0.33

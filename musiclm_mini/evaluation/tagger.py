@@ -5,9 +5,11 @@ one. AudioSet's labels mean little for SynthCaps, and its classifiers download t
 trains its own: a small CNN over log-mel spectrograms, one softmax head per label that every SynthCaps
 clip has (`HEADS`): the melody instrument's General MIDI family, drums or not, tempo bucket, mode, mood
 and style. Tempo is hard to see in a pooled spectrogram, so the onset envelope's autocorrelation (taken
-from the same log-mel) feeds the heads too: a beat every 0.5 s shows up as a peak at lag 0.5 s.
+from the same log-mel) feeds the heads too: a beat every 0.5 s shows up as a peak at lag 0.5 s. Mode is
+hard to see in mel bands a few semitones wide, so 12 chroma rows from the same STFT feed a key-invariant
+template matcher (see `Tagger`).
 
-    train_tagger(train_waves, train_labels, val_waves, val_labels)  -> Tagger (seeded, one CPU thread)
+    train_tagger.train_tagger(...)    -> Tagger (seeded, one CPU thread; its own module, with the command)
     predict(tagger, waves, sr)        -> {head: (N, C) posteriors}   (what `kld.kld` compares)
     accuracy(posteriors, labels)      -> {head: share right}          (held-out figures)
     asked_got(posteriors, labels)     -> "asked for X, got X" rates per label value
@@ -19,9 +21,7 @@ A tagger is a judge with its own errors: a head that is right 70% of the time on
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +34,8 @@ from .transcribe import resample
 
 HEADS = ("family", "drums", "tempo_bucket", "mode", "mood", "style")
 FORMAT = "musiclm-mini-tagger/1"
-DEFAULTS = {"sample_rate": 24_000, "n_fft": 1024, "hop": 480, "n_mels": 96, "f_min": 30.0, "f_max": 11_000.0,
-            "channels": [16, 32, 64, 64], "min_lag_s": 0.2, "max_lag_s": 2.0}
+DEFAULTS = {"sample_rate": 24_000, "n_fft": 2048, "hop": 480, "n_mels": 64, "f_min": 30.0, "f_max": 11_000.0,
+            "channels": [16, 32, 64, 64], "min_lag_s": 0.2, "max_lag_s": 2.0, "chroma_hz": [55.0, 4000.0]}
 
 
 def head_classes() -> dict[str, list[str]]:
@@ -55,6 +55,15 @@ def label_value(row: dict, head: str) -> str:
     return str(row[head])
 
 
+def chroma_map(sample_rate: int, n_fft: int, lo: float, hi: float) -> torch.Tensor:
+    """(n_fft // 2 + 1, 12) 0/1 matrix: each STFT bin between lo and hi Hz to its nearest pitch class (C = 0)."""
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    out = np.zeros((len(freqs), 12), np.float32)
+    keep = (freqs >= lo) & (freqs <= hi)
+    out[keep, np.round(12 * np.log2(freqs[keep] / 440.0) + 69).astype(int) % 12] = 1.0
+    return torch.tensor(out)
+
+
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
     """(n_fft // 2 + 1, n_mels) triangular filters on the HTK mel scale."""
     mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
@@ -66,7 +75,12 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
 
 
 class Tagger(nn.Module):
-    """Log-mel CNN plus onset autocorrelation, one linear head per label (Chapter 7)."""
+    """Log-mel CNN, onset autocorrelation and a key-invariant chroma branch; a linear head per label (Chapter 7).
+
+    The chroma branch hears mode: the clip's average pitch-class profile is matched against 16 learned
+    12-note templates at all 12 transpositions (a circular convolution), keeping each template's best
+    match, so "minor" is recognized in any key (a learned Krumhansl-Schmuckler key finder).
+    """
 
     def __init__(self, config: dict):
         super().__init__()
@@ -83,13 +97,17 @@ class Tagger(nn.Module):
         fps = c["sample_rate"] / c["hop"]
         self.lags = (max(1, round(c["min_lag_s"] * fps)), round(c["max_lag_s"] * fps))
         self.rhythm = nn.Sequential(nn.Linear(self.lags[1] - self.lags[0] + 1, 32), nn.ReLU())
-        self.heads = nn.ModuleDict({h: nn.Linear(2 * prev + 32, len(v)) for h, v in c["classes"].items()})
+        self.register_buffer("chroma_fb", chroma_map(c["sample_rate"], c["n_fft"], *c["chroma_hz"]), persistent=False)
+        self.templates = nn.Conv1d(1, 16, 12, padding=6, padding_mode="circular", bias=False)
+        self.heads = nn.ModuleDict({h: nn.Linear(2 * prev + 32 + 16, len(v)) for h, v in c["classes"].items()})
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, T) waveform at the tagger's rate -> (B, n_mels, frames) natural-log mel power."""
+        """(B, T) waveform at the tagger's rate -> (B, n_mels + 12, frames): natural-log mel power, then
+        12 rows of log chroma (power per pitch class), both from one STFT."""
         c = self.config
         spec = torch.stft(wave, c["n_fft"], c["hop"], window=self.window, return_complex=True).abs() ** 2
-        return torch.log(torch.einsum("bft,fm->bmt", spec, self.fb) + 1e-6)
+        bands = torch.einsum("bft,fm->bmt", spec, torch.cat([self.fb, self.chroma_fb], 1))
+        return torch.log(bands + 1e-6)
 
     def onset_autocorrelation(self, mel: torch.Tensor) -> torch.Tensor:
         """Normalized autocorrelation of the spectral-flux onset envelope at lags min_lag..max_lag frames."""
@@ -101,81 +119,22 @@ class Tagger(nn.Module):
         ac = [(env[:, : env.shape[1] - lag] * env[:, lag:]).mean(1, keepdim=True) for lag in range(lo, hi + 1)]
         return torch.cat(ac, 1) / energy
 
+    def key_invariant_chroma(self, chroma: torch.Tensor) -> torch.Tensor:
+        """(B, 12, frames) log chroma -> (B, 16): each template's best match over the 12 transpositions."""
+        profile = torch.softmax(chroma, 1).mean(2, keepdim=True).transpose(1, 2)  # (B, 1, 12), sums to 1
+        profile = 12 * profile - 1  # 0 for a flat profile
+        return F.relu(self.templates(profile)[:, :, :12].amax(2))
+
     def forward_mel(self, mel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits per head from (B, n_mels, frames) log-mels."""
+        """Logits per head from `log_mel`'s (B, n_mels + 12, frames) features."""
+        mel, chroma = mel[:, :-12], mel[:, -12:]
         x = self.cnn(mel[:, None])
         pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)
-        z = torch.cat([pooled, self.rhythm(self.onset_autocorrelation(mel))], 1)
+        z = torch.cat([pooled, self.rhythm(self.onset_autocorrelation(mel)), self.key_invariant_chroma(chroma)], 1)
         return {h: head(z) for h, head in self.heads.items()}
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_mel(self.log_mel(wave))
-
-
-# ---------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------
-def _targets(labels: list[dict], classes: dict[str, list[str]]) -> dict[str, torch.Tensor]:
-    return {h: torch.tensor([v.index(label_value(r, h)) for r in labels]) for h, v in classes.items()}
-
-
-def train_tagger(train_waves, train_labels: list[dict], val_waves=None, val_labels=None, sample_rate: int = 24_000,
-                 heads=HEADS, epochs: int = 30, batch_size: int = 16, lr: float = 3e-3, crop_seconds: float = 6.0,
-                 seed: int = 0, verbose: bool = False, **config) -> Tagger:
-    """Train a tagger on (N, T) clips and their SynthCaps label rows; seeded, one thread (Chapter 7).
-
-    Each step sees a random `crop_seconds` crop of each clip (more views of few clips); validation
-    uses whole clips, and the epoch with the best mean validation accuracy is kept. Log-mels are
-    computed once up front. The training record (epochs, best epoch, validation accuracy, seconds)
-    is kept in `tagger.config["trained"]`.
-    """
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    all_classes = head_classes()
-    classes = {h: config.pop("classes", {}).get(h, all_classes.get(h)) for h in heads}
-    model = Tagger({**config, "sample_rate": sample_rate, "classes": classes})
-    with torch.no_grad():
-        mels = torch.cat([model.log_mel(torch.as_tensor(b, dtype=torch.float32))
-                          for b in torch.as_tensor(train_waves).split(32)])
-    targets = _targets(train_labels, classes)
-    crop = min(mels.shape[-1], max(8, round(crop_seconds * sample_rate / model.config["hop"])))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    steps = epochs * math.ceil(len(mels) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
-    best, best_state, history, start = -1.0, None, [], time.time()
-    for epoch in range(epochs):
-        model.train()
-        order, total = torch.randperm(len(mels), generator=gen), 0.0
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            offsets = torch.randint(0, mels.shape[-1] - crop + 1, (len(idx),), generator=gen)
-            batch = torch.stack([mels[j, :, o:o + crop] for j, o in zip(idx.tolist(), offsets.tolist())])
-            logits = model.forward_mel(batch)
-            loss = sum(F.cross_entropy(logits[h], targets[h][idx]) for h in classes)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        record = {"epoch": epoch + 1, "loss": total / len(mels)}
-        if val_waves is not None:
-            acc = accuracy(predict(model, val_waves, sample_rate), val_labels)
-            record["val_accuracy"] = acc
-            score = float(np.mean(list(acc.values())))
-            if score > best:
-                best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
-                model.config["trained"] = {"best_epoch": epoch + 1, "val_accuracy": acc}
-        history.append(record)
-        if verbose:
-            print(f"epoch {epoch + 1:3d}  loss {record['loss']:.3f}  "
-                  + "  ".join(f"{h} {a:.2f}" for h, a in record.get("val_accuracy", {}).items()), flush=True)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.config["trained"] = {**model.config.get("trained", {}), "epochs": epochs, "train_clips": len(mels),
-                               "seconds": round(time.time() - start, 1), "seed": seed, "lr": lr,
-                               "batch_size": batch_size, "crop_seconds": crop_seconds}
-    model.eval()
-    return model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -228,3 +228,49 @@ def synthcaps_notes(dataset_dir, clip: dict, roles: Sequence[str] = ROLES) -> np
     _, first = np.unique(notes[:, [0, 2]], axis=0, return_index=True)
     notes = notes[np.sort(first)]
     return notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+
+
+def score_against_synthcaps(waves, sample_rate: int, dataset_dir, clips: Sequence[dict], roles: Sequence[str] = ROLES,
+                            octave_invariant: bool = False) -> list[dict]:
+    """Note F1 of each clip's transcription against its SynthCaps score (originals, codec output, ...).
+
+    `waves[i]` is the audio standing for `clips[i]` (a label row of `labels_from_dir`). Returns one
+    `note_f1` dict per clip, with its clip_id (Chapter 7; issue "an independent ear" for Chapter 3).
+    """
+    out = []
+    for wave, clip in zip(waves, clips):
+        truth = synthcaps_notes(dataset_dir, clip, roles)
+        heard = transcribe(np.asarray(wave, np.float32), sample_rate)
+        out.append({"clip_id": clip["clip_id"], **note_f1(truth, heard, octave_invariant=octave_invariant)})
+    return out
+
+
+def main(argv=None) -> None:
+    """`python -m musiclm_mini.evaluation.transcribe --data data/synthcaps-tiny --split test --clips 8`:
+    note F1 of basic-pitch on real SynthCaps clips against their true notes (all roles, melody only)."""
+    import argparse
+
+    from ..data import synthcaps
+
+    parser = argparse.ArgumentParser(description="Note F1 of the transcriber on real SynthCaps clips.")
+    parser.add_argument("--data", default="data/synthcaps-tiny")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--clips", type=int, default=8, help="the first N clips of the split")
+    args = parser.parse_args(argv)
+    rate = json.loads((Path(args.data) / "config.json").read_text())["sample_rate"]
+    clips = synthcaps.labels_from_dir(args.data, args.split)[: args.clips]
+    waves = synthcaps.waveforms_from_dir(args.data, args.split)[: args.clips].numpy()
+    rows = {name: score_against_synthcaps(waves, rate, args.data, clips, roles, octave)
+            for name, roles, octave in (("all", ROLES, False), ("all, octave-free", ROLES, True),
+                                        ("melody recall", ("melody",), False))}
+    print(f"{'clip':16s} {'style':13s} {'drums':5s} {'F1 all':>7s} {'F1 8va-free':>11s} {'melody recall':>13s}")
+    for k, clip in enumerate(clips):
+        print(f"{clip['clip_id']:16s} {clip['style']:13s} {str(clip['drums']):5s} {rows['all'][k]['f1']:7.3f} "
+              f"{rows['all, octave-free'][k]['f1']:11.3f} {rows['melody recall'][k]['recall']:13.3f}")
+    means = [np.mean([r["f1"] for r in rows["all"]]), np.mean([r["f1"] for r in rows["all, octave-free"]]),
+             np.mean([r["recall"] for r in rows["melody recall"]])]
+    print(f"{'mean':36s} {means[0]:7.3f} {means[1]:11.3f} {means[2]:13.3f}")
+
+
+if __name__ == "__main__":
+    main()
