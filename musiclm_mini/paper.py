@@ -17,7 +17,7 @@ class Table1Row:
     fad_vggish: float | None
     kld: float | None
     mcc: float | None
-    wins: int
+    wins: int | None  # pairwise wins in the listening test; None: the paper reports none
 
 
 TABLE1 = (
@@ -28,7 +28,8 @@ TABLE1 = (
 )
 
 # Ablation without the semantic stage (Section 5): coarse tokens straight from MuLan tokens.
-ABLATION_NO_SEMANTIC = Table1Row("MusicLM without semantic stage", 0.42, 4.0, 1.05, 0.49, 0)
+# The paper ran no listening test on it, so it has no win count.
+ABLATION_NO_SEMANTIC = Table1Row("MusicLM without semantic stage", 0.42, 4.0, 1.05, 0.49, None)
 
 
 @dataclass(frozen=True)
