@@ -1,11 +1,14 @@
 """Command line: `python -m musiclm_mini generate "a calming violin melody" --seconds 10 -o out.wav` (Chapter 7).
 
+Paper: MusicLM Sec. 3.2 (generation from a text prompt).
+
     python -m musiclm_mini generate TEXT [--seconds 10] [-o out.wav] [--preset tiny] [--seed 0]
                                          [--guidance W] [--checkpoints DIR] [--device cpu] [--quiet]
 
-Shows one progress bar per stage. Bad input (empty text, a duration that is not in (0, 300] s, a
-missing checkpoint or one made for another preset) prints one line `error: ...` and exits with 2.
-Training has its own entry point: `python -m musiclm_mini.train <stage>`.
+Shows one progress bar per stage. Bad input (empty text, a duration that is not in (0, 300] s, an
+unknown preset in MUSICLM_PRESET, an output file that cannot be written, `--device cuda` without CUDA,
+a missing checkpoint or one made for another preset) prints one line `error: ...` and exits with 2.
+Training has its own entry point: `python -m musiclm_mini.train <component>`.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PRESET_NAMES, default_preset_name
+from .config import PRESET_NAMES, default_preset_name, get_preset
 from .errors import MusicLMError
 
 
@@ -26,12 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("text", help="what the music should sound like")
     gen.add_argument("--seconds", type=float, default=10.0, help="duration in seconds (default 10, at most 300)")
     gen.add_argument("-o", "--output", type=Path, default=Path("out.wav"), help="WAV file to write (default out.wav)")
-    gen.add_argument("--preset", choices=PRESET_NAMES, default=None, help="model sizes (default: tiny on CPU)")
+    gen.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                     help="model sizes (default: $MUSICLM_PRESET, else the preset whose checkpoints ship: tiny)")
     gen.add_argument("--seed", type=int, default=0, help="same seed, same music")
     gen.add_argument("--guidance", type=float, default=None,
                      help="classifier-free guidance scale, 1 = none as in the paper (default: the preset's)")
     gen.add_argument("--checkpoints", type=Path, default=None,
-                     help="folder holding codec-, semantic-, mulan-, semantic-stage-, coarse-, fine-<preset>/ "
+                     help="folder holding <component>-<preset>/ for codec, kmeans, mulan and the three stages "
                           "(default: the shipped musiclm_mini/checkpoints)")
     gen.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -39,15 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_request(args: argparse.Namespace) -> None:
-    """Refuse bad text, durations and output names before any model is loaded (Chapter 7)."""
+    """Refuse bad text, durations, presets, devices and output files before any model is loaded (Chapter 7)."""
+    import os
+
+    import torch
+
     from .musiclm import check_seconds, check_text
 
     check_text(args.text)
     check_seconds(args.seconds)
+    args.preset = get_preset(args.preset or default_preset_name()).name  # a bad MUSICLM_PRESET: ValueError
     if args.guidance is not None and not args.guidance >= 0:  # also refuses NaN
         raise ValueError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance:g}")
     if args.output.suffix.lower() != ".wav":
         raise ValueError(f"the output must be a .wav file, got {str(args.output)!r}")
+    folder = args.output.resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or (args.output.exists() and not os.access(args.output, os.W_OK)):
+        raise ValueError(f"cannot write {args.output}: {folder} is not a writable folder")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -56,7 +70,7 @@ def generate_command(args: argparse.Namespace) -> int:
     from .musiclm import MusicLM
 
     start = time.perf_counter()
-    model = MusicLM.from_pretrained(args.preset or default_preset_name(), args.checkpoints, args.device)
+    model = MusicLM.from_pretrained(args.preset, args.checkpoints, args.device)
     wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet, guidance=args.guidance)
     save_audio(args.output, wave, model.sample_rate)
     if not args.quiet:
@@ -74,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return generate_command(args)
-    except MusicLMError as exc:  # CheckpointError while loading, AudioError while writing
+    except (MusicLMError, OSError) as exc:  # CheckpointError while loading, AudioError or OSError while writing
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,4 @@
-"""Audio as numbers: loading, checking, resampling and the mel spectrogram (Chapter 1).
+"""Audio as numbers: loading, checking, resampling and the mel spectrogram (Chapter 1; MusicLM Sec. 4: 24 kHz).
 
 Every waveform in the package is a float32 tensor of shape (T,) for one clip or (B, T) for a
 batch, mono, at the preset's sample rate. `load_audio` and `prepare_waveform` are the only doors
@@ -63,11 +63,23 @@ def save_audio(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int) ->
     torchaudio.save(os.fspath(path), wave.clamp(-1, 1), sample_rate, bits_per_sample=16, encoding="PCM_S")
 
 
-def crop_or_pad(wave: torch.Tensor, num_samples: int, offset: int = 0) -> torch.Tensor:
-    """Exactly `num_samples` samples along the last axis, starting at `offset`, zero-padded (Chapter 1)."""
-    wave = wave[..., offset : offset + num_samples]
-    missing = num_samples - wave.shape[-1]
-    return torch.nn.functional.pad(wave, (0, missing)) if missing > 0 else wave
+def check_waveforms(wave, name: str, min_samples: int = 1) -> torch.Tensor:
+    """(T,) or (B, T) finite audio, at least `min_samples` long -> (B, T) float, else one `AudioError` (Chapters 3-5).
+
+    The one check at the door of every model that reads audio (SoundStream, w2v-BERT, MuLan, ...).
+    """
+    wave = torch.as_tensor(wave)
+    if wave.ndim == 1:
+        wave = wave.unsqueeze(0)
+    if wave.ndim != 2:
+        raise AudioError(f"{name} expects audio of shape (T,) or (B, T), got {tuple(wave.shape)}")
+    if wave.shape[0] == 0 or wave.shape[-1] == 0:
+        raise AudioError(f"{name} got empty audio of shape {tuple(wave.shape)}")
+    if wave.shape[-1] < min_samples:
+        raise AudioError(f"{name} needs at least {min_samples} samples (one frame), got {wave.shape[-1]}")
+    if not torch.isfinite(wave).all():
+        raise AudioError(f"{name} got audio with NaN or infinite samples")
+    return wave.float()
 
 
 @lru_cache(maxsize=8)

@@ -1,19 +1,22 @@
 """Checkpoints: safetensors weights + a JSON config, written atomically, checked on load (Chapter 3 onwards).
 
+Not in the paper: the book's file format.
+
 A checkpoint is a directory:
 
-    model.safetensors        the model's weights (what a later chapter loads), config in its header
-    config.json              the same config, readable
+    model.safetensors        the model's weights (what a later chapter loads), format and step in its header
+    config.json              what the weights are (`components.py` says what it holds), readable
     train_state.safetensors  optional: optimizer moments, RNG states, step, ... to resume training
 
 Nothing is pickled: tensors go to safetensors, everything else to JSON, so loading a checkpoint
-can never run code. Each file is written to a temporary name and moved into place with
-`os.replace`, which is atomic: a run killed mid-save leaves the previous file intact. The model
+can never run code. Each file is written atomically (`files.atomic_write`): a run killed mid-save
+leaves the previous file intact. The model
 and the training state both record their step; if they disagree (killed between the two
 replacements) loading says so instead of resuming from a mixture.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -25,9 +28,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
+from .files import atomic_write
 
 FORMAT = "musiclm-mini/1"
 MODEL_FILE, CONFIG_FILE, STATE_FILE = "model.safetensors", "config.json", "train_state.safetensors"
+IGNORED = ("format", "fingerprint")  # written by `save_checkpoint` itself, not part of what a run asks for
 
 
 @dataclass
@@ -85,16 +90,19 @@ def _normalise(config: dict) -> dict:
     return json.loads(json.dumps(config))  # tuples -> lists, keys -> str: what a reload gives
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def fingerprint(config: dict, model_state: dict[str, torch.Tensor]) -> str:
+    """A short hash of a checkpoint's config and weights (names, dtypes, shapes, bytes) (Chapter 6).
+
+    Written into config.json whenever weights are saved, so that what was trained on a component's
+    tokens can later be checked by comparing strings (`components.check_sources`).
+    """
+    h = hashlib.sha256(json.dumps(_normalise({k: v for k, v in config.items() if k not in IGNORED}),
+                                  sort_keys=True).encode())
+    for name, t in sorted(model_state.items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def save_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.Tensor], config: dict,
@@ -105,18 +113,19 @@ def save_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.T
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
+    config = {**config, "format": FORMAT, "fingerprint": fingerprint(config, weights)}
     config_json = json.dumps(_normalise(config), indent=2, sort_keys=True)
     step = None if train_state is None else train_state.get("step")
-    meta = {"format": FORMAT, "config": config_json, "step": json.dumps(step)}
+    meta = {"format": FORMAT, "step": json.dumps(step)}
     if train_state is not None:
         skeleton, tensors = flatten_state(train_state)
         state_meta = {"format": FORMAT, "skeleton": json.dumps(skeleton), "step": json.dumps(step)}
-        _atomic_write(directory / STATE_FILE, lambda p: save_file(tensors, str(p), metadata=state_meta))
+        atomic_write(directory / STATE_FILE, lambda p: save_file(tensors, str(p), metadata=state_meta))
     elif (directory / STATE_FILE).exists():
         (directory / STATE_FILE).unlink()  # a stale training state would not match these weights
-    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
-    _atomic_write(directory / MODEL_FILE, lambda p: save_file(weights, str(p), metadata=meta))
-    _atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(config_json + "\n"))
+    atomic_write(directory / MODEL_FILE, lambda p: save_file(weights, str(p), metadata=meta))
+    atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(config_json + "\n"))
     return directory
 
 
@@ -146,9 +155,23 @@ def _read(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str
         tensors = load_file(str(path))
     except Exception as exc:  # truncated, not safetensors, unreadable: all mean the same to a user
         raise CheckpointError(f"corrupt {what} {path}: {type(exc).__name__}: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a musiclm-mini checkpoint (format {meta.get('format')!r})")
     return tensors, meta
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+    """A checkpoint's config.json, without reading its weights; CheckpointError if missing or corrupt."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {directory}: {CONFIG_FILE} is missing "
+                              f"(train one with `python -m musiclm_mini.train ...`)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"corrupt {path}: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{directory} is not a musiclm-mini checkpoint "
+                              f"(format {config.get('format') if isinstance(config, dict) else None!r})")
+    return config
 
 
 def load_checkpoint(directory: str | os.PathLike, expected_config: dict | None = None,
@@ -157,21 +180,22 @@ def load_checkpoint(directory: str | os.PathLike, expected_config: dict | None =
 
     Raises `CheckpointError` when the directory or weights are missing, a file is corrupt, the
     training state belongs to another step, or the stored config differs from `expected_config`
-    (e.g. weights trained for the `tiny` preset loaded into `colab`), naming the differing fields.
+    (e.g. resuming a run with other settings), naming the differing fields.
     """
     directory = Path(directory)
     model_path = directory / MODEL_FILE
     if not model_path.exists():
         raise CheckpointError(f"no checkpoint at {directory}: {MODEL_FILE} is missing "
                               f"(train one with `python -m musiclm_mini.train ...`)")
+    config = read_config(directory)
     model_state, meta = _read(model_path, "weights")
     try:
-        config = json.loads(meta["config"])
         step = json.loads(meta.get("step", "null"))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"corrupt config in {model_path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"corrupt header in {model_path}: {exc}") from exc
     if expected_config is not None:
-        diffs = config_differences(config, _normalise(expected_config))
+        diffs = config_differences({k: v for k, v in config.items() if k not in IGNORED},
+                                   _normalise({k: v for k, v in expected_config.items() if k not in IGNORED}))
         if diffs:
             raise CheckpointError(f"checkpoint {directory} was made for another configuration "
                                   f"(preset {config.get('preset')!r}): " + "; ".join(diffs[:8]))
@@ -179,6 +203,8 @@ def load_checkpoint(directory: str | os.PathLike, expected_config: dict | None =
     state_path = directory / STATE_FILE
     if with_train_state and state_path.exists():
         tensors, state_meta = _read(state_path, "training state")
+        if state_meta.get("format") != FORMAT:
+            raise CheckpointError(f"{state_path} is not a musiclm-mini training state")
         state_step = json.loads(state_meta.get("step", "null"))
         if state_step != step:
             raise CheckpointError(f"{directory}: weights are from step {step} but the training state from step "

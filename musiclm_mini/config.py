@@ -6,22 +6,34 @@ Scale is one switch. Each component has a frozen dataclass; a `Preset` bundles o
     colab  one GPU, about an hour per stage.
     paper  the sizes of Agostinelli et al. (2023), field by field (see `paper-numbers.md`).
 
-Pick one with `get_preset("tiny")`, or set `MUSICLM_PRESET=colab`; with neither, `tiny` is used
-when no GPU is present and `colab` when one is.
+Pick one with `get_preset("tiny")`, or set `MUSICLM_PRESET=colab`; with neither, `tiny`, whose
+checkpoints ship with the book (`colab` on a GPU once its checkpoints ship too).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PRESET_NAMES = ("tiny", "colab", "paper")
+SHIPPED = Path(__file__).parent / "checkpoints"  # the one place shipped weights live (`components.py`)
 
 
-# ---------------------------------------------------------------------------------------------
-# Data (Chapter 1)
-# ---------------------------------------------------------------------------------------------
+def setting(default):
+    """A field that says how a model is trained or sampled (loss weights, crops, dropout, temperatures),
+    not what it is: never part of a checkpoint's identity (`components.architecture`)."""
+    return field(default=default, metadata={"identity": False})
+
+
+def reference(default):
+    """A number quoted from the paper, for comparison only: never part of a checkpoint's identity."""
+    return field(default=default, metadata={"identity": False, "reference": True})
+
+
+# Data (Chapter 1) ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DataConfig:
     """SynthCaps and real-data settings (Chapter 1)."""
@@ -36,13 +48,11 @@ class DataConfig:
     num_melodies: int = 48  # melody pairs for Chapter 8: melodies, each played and hummed
     melody_instruments: int = 3  # instruments per melody, besides the hummed version
     # The paper's own training set (Sec. 4.2), for reference only: we cannot have it.
-    paper_train_hours: int = 280_000
-    paper_train_clips: int = 5_000_000
+    paper_train_hours: int = reference(280_000)
+    paper_train_clips: int = reference(5_000_000)
 
 
-# ---------------------------------------------------------------------------------------------
-# Quantizers (Chapter 2)
-# ---------------------------------------------------------------------------------------------
+# Quantizers (Chapter 2) ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class RVQConfig:
     """Residual vector quantizer (Chapter 2): `num_quantizers` levels of `codebook_size` codes."""
@@ -50,20 +60,18 @@ class RVQConfig:
     num_quantizers: int = 12
     codebook_size: int = 1024
     dim: int = 128  # dimension of the vectors being quantized
-    ema_decay: float = 0.99
-    commitment_weight: float = 0.25
-    kmeans_init: bool = True
-    dead_code_threshold: float = 1.0  # codes used less than this (EMA count) get restarted
-    quantizer_dropout: bool = True  # train at random bitrates
+    ema_decay: float = setting(0.99)
+    commitment_weight: float = setting(0.25)
+    kmeans_init: bool = setting(True)
+    dead_code_threshold: float = setting(1.0)  # codes used less than this (EMA count) get restarted
+    quantizer_dropout: bool = setting(True)  # train at random bitrates
 
     @property
     def bits_per_code(self) -> float:
         return math.log2(self.codebook_size)
 
 
-# ---------------------------------------------------------------------------------------------
-# SoundStream (Chapter 3)
-# ---------------------------------------------------------------------------------------------
+# SoundStream (Chapter 3) ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class CodecConfig:
     """SoundStream codec (Chapter 3). The product of `strides` is the hop between frames."""
@@ -75,17 +83,17 @@ class CodecConfig:
     embedding_dim: int = 512
     rvq: RVQConfig = field(default_factory=lambda: RVQConfig(12, 1024, 512))
     # Discriminator: one STFT discriminator (SoundStream Sec. 3.4), multi-scale spectral loss windows.
-    disc_channels: int = 32
-    stft_window: int = 1024
-    spectral_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    disc_channels: int = setting(32)
+    stft_window: int = setting(1024)
+    spectral_windows: tuple[int, ...] = setting((64, 128, 256, 512, 1024, 2048))
     # Loss weights (SoundStream Sec. 3.5)
-    weight_adversarial: float = 1.0
-    weight_feature: float = 100.0
-    weight_reconstruction: float = 1.0
+    weight_adversarial: float = setting(1.0)
+    weight_feature: float = setting(100.0)
+    weight_reconstruction: float = setting(1.0)
     # Not in SoundStream: an L1 loss on the waveform itself (as in EnCodec). 0 in the paper preset.
-    weight_waveform: float = 0.0
-    adversarial_start: int = 0  # training step at which the discriminator joins in
-    crop_seconds: float = 1.0  # length of the random training crops
+    weight_waveform: float = setting(0.0)
+    adversarial_start: int = setting(0)  # training step at which the discriminator joins in
+    crop_seconds: float = setting(1.0)  # length of the random training crops
 
     @property
     def hop(self) -> int:
@@ -105,9 +113,7 @@ class CodecConfig:
         return self.tokens_per_second * self.rvq.bits_per_code
 
 
-# ---------------------------------------------------------------------------------------------
-# Semantic tokens: w2v-BERT + k-means (Chapter 4)
-# ---------------------------------------------------------------------------------------------
+# Semantic tokens: w2v-BERT + k-means (Chapter 4) ---------------------------------------------
 @dataclass(frozen=True)
 class SemanticConfig:
     """w2v-BERT-style model and k-means semantic tokens (Chapter 4)."""
@@ -120,48 +126,43 @@ class SemanticConfig:
     conv_kernel: int = 31
     n_mels: int = 80  # w2v-BERT's input: 80 log-mel bins at 4x the frame rate ...
     conv_channels: int = 256  # ... subsampled 4x by two stride-2 Conv2d layers of this width
-    dropout: float = 0.1
+    dropout: float = setting(0.1)
     contrastive_layers: int = 12
     mlm_layers: int = 12
-    embedding_layer: int = 7  # paper: layer 7 of the MLM module
+    embedding_layer: int = setting(7)  # paper: layer 7 of the MLM module
     target_codebook_size: int = 1024  # quantized targets of the contrastive/MLM losses
-    num_clusters: int = 1024  # paper: k-means with 1024 clusters
-    mask_prob: float = 0.065
-    mask_span: int = 10
-    contrastive_temperature: float = 0.1  # kappa of the contrastive (InfoNCE) loss, as in wav2vec 2.0
-    crop_seconds: float = 10.0  # length of the random training crops
-    paper_params: int = 600_000_000
+    num_clusters: int = setting(1024)  # paper: k-means with 1024 clusters
+    mask_prob: float = setting(0.065)
+    mask_span: int = setting(10)
+    contrastive_temperature: float = setting(0.1)  # kappa of the contrastive (InfoNCE) loss, as in wav2vec 2.0
+    crop_seconds: float = setting(10.0)  # length of the random training crops
+    paper_params: int = reference(600_000_000)
 
     @property
     def hop(self) -> int:
         return round(self.sample_rate / self.frame_rate)
 
 
-# ---------------------------------------------------------------------------------------------
-# MuLan (Chapter 5)
-# ---------------------------------------------------------------------------------------------
+# MuLan (Chapter 5) ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MuLanConfig:
     """MuLan joint music-text embedding (Chapter 5)."""
 
     embed_dim: int = 128  # paper: 128-d shared space
     n_mels: int = 128
-    audio_tower: str = "resnet50"
     resnet_blocks: tuple[int, ...] = (3, 4, 6, 3)  # ResNet-50
     resnet_width: int = 64
     bottleneck: bool = True
     text_tower: str = "bert-base-uncased"  # paper: BERT; the book ships MiniLM (offline)
-    text_trainable_layers: int = -1  # last N backbone layers trained; -1 = all, 0 = frozen (features cached)
+    text_trainable_layers: int = setting(-1)  # last N backbone layers trained; -1 = all, 0 = frozen (features cached)
     max_text_tokens: int = 128
     window_seconds: float = 10.0  # paper: 10 s windows ...
     hop_seconds: float = 1.0  # ... at 1 s stride, averaged
     rvq: RVQConfig = field(default_factory=lambda: RVQConfig(12, 1024, 128))  # 12 MuLan tokens
-    temperature: float = 0.07
+    temperature: float = setting(0.07)
 
 
-# ---------------------------------------------------------------------------------------------
-# Hierarchical Transformers (Chapter 6)
-# ---------------------------------------------------------------------------------------------
+# Hierarchical Transformers (Chapter 6) -------------------------------------------------------
 @dataclass(frozen=True)
 class TransformerConfig:
     """Decoder-only Transformer of one stage (Chapter 6)."""
@@ -170,11 +171,11 @@ class TransformerConfig:
     n_heads: int = 16
     d_model: int = 1024
     d_ff: int = 4096
-    dropout: float = 0.1
+    dropout: float = setting(0.1)
     gated_ff: bool = True  # GEGLU as in T5.1.1: what makes ~430M per stage (paper-numbers.md)
     rel_pos_buckets: int = 32  # T5-style bucketed relative position bias
     rel_pos_max_distance: int = 128
-    paper_params_per_stage: int = 430_000_000
+    paper_params_per_stage: int = reference(430_000_000)
 
 
 @dataclass(frozen=True)
@@ -188,17 +189,15 @@ class StageConfig:
     """
 
     transformer: TransformerConfig
-    crop_seconds: float
-    temperature: float
-    top_k: int | None = None
-    condition_dropout: float = 0.0
-    guidance: float = 1.0
+    crop_seconds: float = field(metadata={"identity": False})  # a setting without a default
+    temperature: float = field(metadata={"identity": False})
+    top_k: int | None = setting(None)
+    condition_dropout: float = setting(0.0)
+    guidance: float = setting(1.0)
     mulan_codebook_embedding: bool = False
 
 
-# ---------------------------------------------------------------------------------------------
-# Extensions (Chapters 8-9) and memorization (Chapter 10)
-# ---------------------------------------------------------------------------------------------
+# Extensions (Chapters 8-9) and memorization (Chapter 10) -------------------------------------
 @dataclass(frozen=True)
 class MelodyConfig:
     """Melody embedding for melody conditioning (Chapter 8)."""
@@ -231,8 +230,8 @@ class MemorizationConfig:
     generated_tokens: int = 125  # 5 s, greedy
     approx_threshold: float = 0.85  # tau, calibrated on permuted pairs
     max_false_positive_rate: float = 1e-4  # 0.01 %
-    paper_exact_rate_max: float = 0.002  # always below 0.2 %
-    paper_approx_rate: float = 0.01  # about 1 %
+    paper_exact_rate_max: float = reference(0.002)  # always below 0.2 %
+    paper_approx_rate: float = reference(0.01)  # about 1 %
 
 
 @dataclass(frozen=True)
@@ -249,9 +248,7 @@ class TrainConfig:
     seed: int = 0
 
 
-# ---------------------------------------------------------------------------------------------
-# Presets
-# ---------------------------------------------------------------------------------------------
+# Presets -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Preset:
     """Everything the book needs at one scale (all chapters)."""
@@ -277,9 +274,6 @@ class Preset:
     def replace(self, **changes) -> "Preset":
         """A copy with some components swapped: `preset.replace(train=TrainConfig(steps=10))`."""
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 # Classifier-free guidance scale of the semantic and coarse stages of `tiny` and `colab` (Chapter 6).
@@ -315,7 +309,7 @@ def _colab() -> Preset:
                           weight_waveform=1000.0, adversarial_start=2_000),
         semantic=SemanticConfig(d_model=384, n_heads=6, d_ff=1536, contrastive_layers=4, mlm_layers=6,
                                 embedding_layer=4, target_codebook_size=512, num_clusters=512),
-        mulan=MuLanConfig(audio_tower="resnet18", resnet_blocks=(2, 2, 2, 2), bottleneck=False,
+        mulan=MuLanConfig(resnet_blocks=(2, 2, 2, 2), bottleneck=False,
                           text_tower="minilm", text_trainable_layers=1, n_mels=64),
         # Codebook embedding and guidance as in `tiny`, paper temperatures (none of it measured at this size yet).
         semantic_stage=StageConfig(mid, crop_seconds=10.0, temperature=1.0, condition_dropout=0.2, guidance=GUIDANCE_TINY,
@@ -351,7 +345,7 @@ def _tiny() -> Preset:
                                 target_codebook_size=128, num_clusters=128, mask_prob=0.13, mask_span=5,
                                 crop_seconds=8.0),
         # 5 s windows: 10 s clips give 6 windows to average, and random 5 s crops augment training.
-        mulan=MuLanConfig(audio_tower="resnet-tiny", resnet_blocks=(1, 1, 1, 1), resnet_width=16,
+        mulan=MuLanConfig(resnet_blocks=(1, 1, 1, 1), resnet_width=16,
                           bottleneck=False, text_tower="minilm", text_trainable_layers=0, n_mels=64,
                           window_seconds=5.0, rvq=RVQConfig(12, 256, 128)),
         # Not in the paper (Chapter 6): MuLan tokens embedded through MuLan's codebooks (each code is seen in
@@ -377,16 +371,23 @@ _BUILDERS = {"tiny": _tiny, "colab": _colab, "paper": _paper}
 
 
 def default_preset_name() -> str:
-    """`MUSICLM_PRESET` if set, else `colab` on a GPU and `tiny` without one."""
-    name = os.environ.get("MUSICLM_PRESET", "").strip().lower()
-    if name:
-        return name
-    try:
-        import torch
+    """`MUSICLM_PRESET` if set; else `colab` on a GPU when its checkpoints ship, and `tiny` otherwise
+    (its checkpoints ship with the book; a GPU without `colab` checkpoints says so on stderr, once)."""
+    import torch
 
-        return "colab" if torch.cuda.is_available() else "tiny"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "tiny"
+    name = os.environ.get("MUSICLM_PRESET", "").strip().lower()
+    if name or not torch.cuda.is_available():
+        return name or "tiny"
+    if (SHIPPED / "fine-stage-colab" / "model.safetensors").exists():
+        return "colab"
+    if not _NOTICES:
+        _NOTICES.append("tiny")
+        print("musiclm-mini: a GPU but no `colab` checkpoints, so the shipped `tiny` preset is used (train colab "
+              "ones with `python -m musiclm_mini.train <component> --preset colab`)", file=sys.stderr)
+    return "tiny"
+
+
+_NOTICES: list[str] = []  # said once per process
 
 
 def get_preset(name: str | None = None) -> Preset:

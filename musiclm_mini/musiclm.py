@@ -14,12 +14,11 @@ by the same RVQ; MuLan's shared embedding space is what makes them interchangeab
 
 A duration longer than a stage's training crop is generated in windows as long as the crop, each
 prompted with the previous window's second half (semantic and coarse stages: a simple sliding
-continuation, see `stages.sliding_windows`); the fine stage fills independent crop-long chunks of
+continuation, see `hierarchy.sampling.sliding_windows`); the fine stage fills independent crop-long chunks of
 the coarse tokens, as AudioLM does. `caption_adherence` measures whether the music follows its text.
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import time
@@ -30,13 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoint import config_differences, load_checkpoint
+from . import components
 from .config import Preset, get_preset
-from .errors import CheckpointError, TextError
-from .stages import STAGE_NAMES, Sampling, TokenLayout, frames_to_multiple, generate_windows, make_stage, sliding_windows
-from .token_cache import TokenGrid, source_fingerprints
-from .train_stages import CHECKPOINT_NAMES, build_stage_model, stage_checkpoint_config, stage_checkpoint_dir
-from .transformer import Transformer
+from .errors import TextError
+from .hierarchy.sampling import Sampling, frames_to_multiple, generate_windows, sliding_windows
+from .hierarchy.token_cache import TokenGrid
+from .hierarchy.tokens import STAGE_NAMES, TokenLayout, make_stage
+from .hierarchy.transformer import Transformer
 
 MAX_SECONDS = 300.0  # five minutes: beyond that a request is almost surely a typo (and takes ages on CPU)
 
@@ -61,73 +60,44 @@ def check_seconds(seconds) -> float:
     return float(seconds)
 
 
-def load_stage(stage: str, preset: Preset, root: str | Path | None = None, sources: dict[str, str] | None = None,
-               device: str | torch.device = "cpu") -> Transformer:
-    """A trained stage in eval mode (Chapter 6).
-
-    `CheckpointError` when it is missing, made for another preset or architecture, or trained on
-    tokens of other tokenizer checkpoints than `sources` (fingerprints of the loaded ones).
-    """
-    path = stage_checkpoint_dir(stage, preset.name, root)
-    if not (path / "model.safetensors").exists():
-        raise CheckpointError(f"no {stage} stage checkpoint at {path}: train it with `python -m musiclm_mini.train "
-                              f"{CHECKPOINT_NAMES[stage]} --preset {preset.name} --out {path}`")
-    ckpt = load_checkpoint(path, with_train_state=False)
-    expected = stage_checkpoint_config(stage, preset, sources)
-    without_sources = lambda cfg: json.loads(json.dumps({k: v for k, v in cfg.items() if k != "sources"}))  # noqa: E731
-    diffs = config_differences(without_sources(ckpt.config), without_sources(expected))
-    if diffs:
-        raise CheckpointError(f"{path} was made for another configuration (preset {ckpt.config.get('preset')!r}, "
-                              f"expected {preset.name!r}): " + "; ".join(diffs[:6]))
-    stored, needed = ckpt.config.get("sources"), expected["sources"]  # only the tokenizers this stage reads
-    if needed is not None and stored is not None and stored != needed:
-        which = [k for k in needed if stored.get(k) != needed[k]]
-        raise CheckpointError(f"{path} was trained on tokens of other {'/'.join(which)} checkpoints than the ones "
-                              f"loaded now: retrain the stage (`python -m musiclm_mini.train {CHECKPOINT_NAMES[stage]}`)")
-    model = build_stage_model(stage, preset)
-    try:
-        model.load_state_dict(ckpt.model_state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"weights in {path} do not fit the {stage} stage of {preset.name!r}: {exc}") from exc
-    return model.to(device).eval()
-
-
 class MusicLM:
     """Text-to-music with the three stages, MuLan and SoundStream (Chapters 6 and 7).
 
     `codec` needs `decode(tokens (B, Q, T)) -> (B, T')`, `mulan` needs `tokens_from_text(list[str])`
-    (and `embed_audio`/`embed_text` for `caption_adherence`); `stages` maps semantic/coarse/fine to
-    Transformers. `timings` holds the seconds spent in each part by the last generation.
+    (and `embed_audio`/`embed_text` for `caption_adherence`); `transformers` maps semantic/coarse/fine
+    to the stage models, `stages` holds each stage's token layout (`hierarchy.tokens.Stage`).
+    `timings` holds the seconds spent in each part by the last generation.
     """
 
-    def __init__(self, preset: Preset, codec, mulan, stages: dict[str, Transformer]):
-        missing = [s for s in STAGE_NAMES if s not in stages]
+    def __init__(self, preset: Preset, codec, mulan, transformers: dict[str, Transformer]):
+        missing = [s for s in STAGE_NAMES if s not in transformers]
         if missing:
             raise ValueError(f"MusicLM needs all three stages, missing {missing}")
-        self.preset, self.codec, self.mulan, self.models = preset, codec, mulan, stages
+        self.preset, self.codec, self.mulan, self.transformers = preset, codec, mulan, transformers
         self.layout, self.grid = TokenLayout.from_preset(preset), TokenGrid.from_preset(preset)
         self.stages = {s: make_stage(s, self.layout) for s in STAGE_NAMES}
         self.timings: dict[str, float] = {}
 
     @classmethod
-    def from_pretrained(cls, preset: str = "tiny", checkpoint_root: str | Path | None = None,
+    def from_pretrained(cls, preset: str | None = None, checkpoint_root: str | Path | None = None,
                         device: str | torch.device = "cpu") -> "MusicLM":
-        """Load every shipped part of `preset` from `musiclm_mini/checkpoints` or `checkpoint_root` (Chapter 7).
+        """Load every part of `preset` from `musiclm_mini/checkpoints` or `checkpoint_root` (Chapter 7).
 
-        Raises `CheckpointError` naming the part that is missing or was made for another preset.
+        The stages must have learnt the tokens of the codec, k-means and MuLan found beside them: their
+        recorded fingerprints are compared with the ones in those checkpoints' config.json (the w2v-BERT
+        model itself is never loaded: generation does not tokenize audio). Raises `CheckpointError`
+        naming the part that is missing or was made for another preset or other tokenizers.
         """
-        from .mulan import load_mulan
-        from .semantic import load_semantic_tokenizer
-        from .soundstream import load_codec
-
         p = get_preset(preset)
-        root = None if checkpoint_root is None else Path(checkpoint_root)
-        codec = load_codec(None if root is None else root / f"codec-{p.name}", preset=p.name, device=device)
-        semantic = load_semantic_tokenizer(p.name, None if root is None else str(root / f"semantic-{p.name}"), device)
-        mulan = load_mulan(p.name, None if root is None else str(root / f"mulan-{p.name}")).to(device)
-        sources = source_fingerprints(codec, semantic, mulan)  # the stages must have learnt *these* tokens
-        del semantic  # only needed to check the fingerprints: generation never tokenizes audio
-        return cls(p, codec, mulan, {s: load_stage(s, p, root, sources, device) for s in STAGE_NAMES})
+        path = (lambda name: None) if checkpoint_root is None else \
+            (lambda name: components.checkpoint_dir(name, p.name, checkpoint_root))
+        codec = components.load("codec", p.name, path("codec"), device)
+        mulan = components.load("mulan", p.name, path("mulan"), device)
+        sources = {**components.shipped_fingerprints(p.name, checkpoint_root), "codec": components.fingerprint(codec),
+                   "mulan": components.fingerprint(mulan)}
+        transformers = {s: components.load(f"{s}-stage", p.name, path(f"{s}-stage"), device, sources)
+                        for s in STAGE_NAMES}
+        return cls(p, codec, mulan, transformers)
 
     @property
     def sample_rate(self) -> int:
@@ -135,7 +105,7 @@ class MusicLM:
 
     @property
     def device(self) -> torch.device:
-        return next(self.models["semantic"].parameters()).device
+        return next(self.transformers["semantic"].parameters()).device
 
     # -- generation -------------------------------------------------------------------------------
     def generate(self, text: str, seconds: float, seed: int = 0, temperatures: tuple[float, float, float] | None = None,
@@ -195,7 +165,7 @@ class MusicLM:
             bar = tqdm(total=_sampling_steps(total, window, prefix, unit, st[name].tokens_per_frame),
                        desc=name, disable=not progress)
             start = time.perf_counter()
-            ids = generate_windows(self.models[name], st[name], condition, total, window, prefix, sampling, unit, g,
+            ids = generate_windows(self.transformers[name], st[name], condition, total, window, prefix, sampling, unit, g,
                                    tick=lambda: bar.update(1))
             bar.close()
             self.timings[name] = time.perf_counter() - start

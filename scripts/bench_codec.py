@@ -14,9 +14,10 @@ import time
 
 import torch
 
+from musiclm_mini.components import load
 from musiclm_mini.config import get_preset
 from musiclm_mini.errors import CheckpointError
-from musiclm_mini.soundstream import SoundStream, count_parameters, load_codec
+from musiclm_mini.tokenizers.soundstream import SoundStream, count_parameters
 
 
 def best_time(fn, repeats: int) -> float:
@@ -39,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset).codec
     try:
-        codec, source = load_codec(preset=args.preset), "shipped weights"
+        codec, source = load("codec", args.preset), "shipped weights"
     except CheckpointError:
         torch.manual_seed(0)
         codec, source = SoundStream(cfg).eval(), "random weights (speed only)"

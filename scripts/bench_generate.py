@@ -19,10 +19,9 @@ import torch
 
 from musiclm_mini.config import get_preset
 from musiclm_mini.errors import CheckpointError
+from musiclm_mini.hierarchy.stage_models import build_stage_model, count_parameters, stage_model_config
+from musiclm_mini.hierarchy.tokens import STAGE_NAMES
 from musiclm_mini.musiclm import MusicLM
-from musiclm_mini.stages import STAGE_NAMES
-from musiclm_mini.train_stages import build_stage_model
-from musiclm_mini.transformer import count_parameters
 
 CAPTION = "a calming violin melody backed by a distorted guitar riff"
 
@@ -44,15 +43,15 @@ def build_model(preset_name: str) -> tuple[MusicLM, str]:
         return MusicLM.from_pretrained(preset_name), "shipped checkpoints"
     except CheckpointError as exc:
         note = f"random weights (shipped checkpoints unavailable: {exc})"
-    from musiclm_mini.soundstream import SoundStream
+    from musiclm_mini.tokenizers.soundstream import SoundStream
 
     preset = get_preset(preset_name)
     torch.manual_seed(0)
-    stages = {s: build_stage_model(s, preset).eval() for s in STAGE_NAMES}
+    stages = {s: build_stage_model(stage_model_config(s, preset)).eval() for s in STAGE_NAMES}
     try:
-        from musiclm_mini.mulan import load_mulan
+        from musiclm_mini.components import load
 
-        mulan = load_mulan(preset_name)  # the real text tower, so its time counts
+        mulan = load("mulan", preset_name)  # the real text tower, so its time counts
     except CheckpointError:
         mulan, note = HashMuLan(preset.mulan), note + "; MuLan replaced by a hash (its time is not measured)"
     return MusicLM(preset, SoundStream(preset.codec).eval(), mulan, stages), note
@@ -68,7 +67,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model, note = build_model(args.preset)
-    sizes = ", ".join(f"{s} {count_parameters(model.models[s]) / 1e6:.1f}M" for s in STAGE_NAMES)
+    sizes = ", ".join(f"{s} {count_parameters(model.transformers[s]) / 1e6:.1f}M" for s in STAGE_NAMES)
     print(f"preset {args.preset}: {note}")
     guidance = model.preset.coarse_stage.guidance
     print(f"stage parameters: {sizes}; CPU, {args.threads} thread(s); classifier-free guidance {guidance:g} "

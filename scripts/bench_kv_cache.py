@@ -15,7 +15,9 @@ import time
 import torch
 
 from musiclm_mini.config import get_preset
-from musiclm_mini.transformer import Transformer, count_parameters, stage_vocab_sizes
+from musiclm_mini.hierarchy.transformer import Transformer
+from musiclm_mini.hierarchy.stage_models import count_parameters
+from musiclm_mini.hierarchy.stage_models import stage_model_config
 
 
 def timed_generate(model: Transformer, prompt: torch.Tensor, tokens: int, use_cache: bool):
@@ -36,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     preset = get_preset("tiny")
-    config, vocab = preset.coarse_stage.transformer, stage_vocab_sizes(preset)["coarse"]
+    config, vocab = preset.coarse_stage.transformer, stage_model_config("coarse", preset).vocab_size
     model = Transformer(config, vocab).eval()
     prompt = torch.randint(0, vocab, (1, args.prompt))
     print(f"tiny coarse stage: {config.n_layers} layers, d_model {config.d_model}, vocab {vocab:,}, "

@@ -1,10 +1,10 @@
 """How much do the stages read their MuLan tokens? Validation loss with own, another clip's and no MuLan tokens (Chapter 6).
 
     python scripts/conditioning_gain.py                        # the shipped tiny stages
-    python scripts/conditioning_gain.py --checkpoints DIR      # stages in DIR/semantic-stage-tiny, DIR/coarse-tiny
+    python scripts/conditioning_gain.py --checkpoints DIR      # stages in DIR/semantic-stage-tiny, DIR/coarse-stage-tiny
 
 A stage that ignores its text scores the same with another clip's tokens or none; one that reads them
-scores best with its own. `train_stages.conditioning_losses` does the work; Chapter 6 prints the same.
+scores best with its own. `train.stages.conditioning_losses` does the work; Chapter 6 prints the same.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import argparse
 
 import torch
 
+from musiclm_mini.components import checkpoint_dir, load, token_sources, tokenizers
 from musiclm_mini.config import get_preset
-from musiclm_mini.musiclm import load_stage
-from musiclm_mini.token_cache import cached_tokens, source_fingerprints
-from musiclm_mini.train_stages import conditioning_losses, load_token_sources
+from musiclm_mini.hierarchy.token_cache import cached_tokens
+from musiclm_mini.train.stages import conditioning_losses
 
 
 def main() -> None:
@@ -26,12 +26,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = get_preset(args.preset)
-    codec, semantic, mulan = load_token_sources(preset.name)
+    codec, semantic, mulan = tokenizers(preset.name)
     tokens = cached_tokens(preset, args.split, codec, semantic, mulan)
-    sources = source_fingerprints(codec, semantic, mulan)
+    sources = token_sources(codec, semantic, mulan)
     print(f"{args.split} loss (nats) of {len(tokens)} clips, one fixed crop each, by the MuLan tokens given")
     for stage in ("semantic", "coarse"):
-        model = load_stage(stage, preset, args.checkpoints, sources)
+        model = load(f"{stage}-stage", preset.name, checkpoint_dir(f"{stage}-stage", preset.name, args.checkpoints),
+                     sources=sources)
         losses = conditioning_losses(model, stage, preset, tokens)
         print(f"{stage:>8} stage: " + " | ".join(f"{k} {v:.3f}" for k, v in losses.items()))
 

@@ -20,7 +20,7 @@ import torch
 from musiclm_mini.config import get_preset
 from musiclm_mini.musiclm import MusicLM, audio_adherence, caption_adherence
 from musiclm_mini.paper import TABLE1
-from musiclm_mini.train_mulan import load_pairs
+from musiclm_mini.train.mulan import load_pairs
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def test_mulan_numbers():
     levels, codes, tokens = grab(r"RVQ (\d+) x (\d+) -> (\d+) MuLan tokens")
     m = P.mulan
     assert m.embed_dim == int(dim)
-    assert m.audio_tower == f"resnet{resnet}" and m.resnet_blocks == (3, 4, 6, 3) and m.bottleneck
+    assert resnet == "50" and m.resnet_blocks == (3, 4, 6, 3) and m.bottleneck  # ResNet-50: 3-4-6-3 bottlenecks
     assert m.text_tower.startswith("bert")
     assert (m.window_seconds, m.hop_seconds) == (float(window), float(hop))
     assert (m.rvq.num_quantizers, m.rvq.codebook_size) == (int(levels), int(codes)) and int(tokens) == int(levels)
@@ -126,6 +126,7 @@ def test_table1_and_musiccaps():
     fad_t, fad_v = map(float, grab(r"FAD_Trill ([\d.]+),\s+FAD_VGG ([\d.]+), KLD"))
     assert (a.fad_trill, a.fad_vggish) == (fad_t, fad_v)
     assert a.kld == float(grab(r"KLD [\d.]+ -> ([\d.]+)")[0]) and a.mcc == float(grab(r"MCC [\d.]+ -> ([\d.]+)")[0])
+    assert a.wins is None and "wins" not in " ".join(grab(r"(Ablation without the semantic stage.*?)\n\n"))
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
@@ -135,7 +136,7 @@ def test_presets_are_frozen_and_complete(name):
     with pytest.raises(dataclasses.FrozenInstanceError):
         preset.codec.sample_rate = 1  # type: ignore[misc]
     assert preset.codec.sample_rate == preset.data.sample_rate == preset.semantic.sample_rate
-    assert preset.coarse_levels + preset.fine_levels == preset.codec.rvq.num_quantizers
+    assert (preset.coarse_levels, preset.fine_levels) == {"tiny": (4, 4), "colab": (4, 8), "paper": (4, 8)}[name]
     assert preset.codec.rvq.dim == preset.codec.embedding_dim
 
 

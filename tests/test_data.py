@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 from musiclm_mini.config import get_preset
-from musiclm_mini.data import captions, realdata, render, scores, synthcaps
+from musiclm_mini.data import captions, melody_pairs, realdata, render, scores, synthcaps
 from musiclm_mini.errors import AudioError, TextError
 
 SR = 24_000
@@ -59,6 +59,7 @@ def has_word(text: str, word: str) -> bool:
 
 
 # ------------------------------------------------------------------------------- generation
+@pytest.mark.slow
 def test_same_seed_same_audio_bytes_any_worker_count(tmp_path):
     cfg = small_config(num_clips=6)
     a = synthcaps.generate_synthcaps(cfg, tmp_path / "a", num_workers=1)
@@ -90,6 +91,7 @@ def test_splits_share_no_source_score(small_set):
     assert len({r["clip_id"] for rows in labels.values() for r in rows}) == preset.data.num_clips
 
 
+@pytest.mark.slow
 def test_extra_variants_come_from_training_scores_only_and_repeat_no_clip(small_set, monkeypatch):
     root, preset, path = small_set
     monkeypatch.setenv("MUSICLM_DATA_DIR", str(root))
@@ -148,6 +150,7 @@ def test_public_api_reuses_the_saved_set(small_set, monkeypatch):
     assert not [p for p in root.iterdir() if ".tmp-" in p.name], "temporary folders left behind"
 
 
+@pytest.mark.slow
 def test_stale_set_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("MUSICLM_DATA_DIR", str(tmp_path))
     preset = get_preset("tiny").replace(data=small_config(num_clips=3, variants_per_score=1))
@@ -270,7 +273,7 @@ def test_hum_sings_the_written_pitch():
 def test_melody_pairs_keep_the_source_split(small_set, tmp_path):
     _, preset, path = small_set
     splits = json.loads((path / "sources.json").read_text())
-    dd = synthcaps.generate_melody_pairs(preset.data, tmp_path / "m", splits, num_workers=1)
+    dd = melody_pairs.generate_melody_pairs(preset.data, tmp_path / "m", splits, num_workers=1)
     from datasets import load_from_disk
 
     dd = load_from_disk(str(dd))

@@ -1,12 +1,16 @@
-"""Chapter 1's exercise: the stub fails its check, the reference passes, plausible mistakes fail."""
+"""Chapter 1's exercise: a correct answer written independently passes, the stub and plausible mistakes fail."""
 import torch
 import torchaudio
 
 from musiclm_mini.exercises.audio_data import check_to_mono_24k, reference_to_mono_24k
 
 
-def test_reference_passes():
-    assert check_to_mono_24k(reference_to_mono_24k, verbose=False)
+def test_an_independent_correct_answer_passes():
+    def answer(wave, rate):  # not the package's `prepare_waveform`, which the grader uses as its reference
+        mono = wave.float().mean(0) if wave.ndim == 2 else wave.float()
+        return mono if rate == 24_000 else torchaudio.functional.resample(mono, rate, 24_000)
+
+    assert check_to_mono_24k(answer, verbose=False)
 
 
 def test_stub_fails():

@@ -7,14 +7,12 @@ Floating-point sums can differ between CPU kinds, so on another machine the hash
 fault of the code: the test then fails loudly rather than pass silently.
 """
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
 
 from musiclm_mini.musiclm import MusicLM
 
-SHIPPED = Path(__file__).resolve().parent.parent / "musiclm_mini" / "checkpoints"
 CAPTIONS = ["a calming violin melody backed by a distorted guitar riff", "an energetic rock song with loud drums"]
 SECONDS, SEED = 3.0, 7
 GOLDEN = {
@@ -34,6 +32,7 @@ def shipped():
     return MusicLM.from_pretrained("tiny")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("caption", CAPTIONS)
 def test_generate_gives_the_recorded_audio_bytes(shipped, caption):
     wave = shipped.generate(caption, SECONDS, seed=SEED)

@@ -1,7 +1,6 @@
 """Tests of the text-to-music pipeline and its command line (Chapter 7), on small random models."""
-import dataclasses
 import math
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,65 +9,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import FakeMuLan, micro_preset
 from musiclm_mini import __main__ as cli
 from musiclm_mini.audio import load_audio
-from musiclm_mini.checkpoint import save_checkpoint
-from musiclm_mini.config import RVQConfig, StageConfig, TransformerConfig, get_preset
 from musiclm_mini.errors import CheckpointError, TextError
-from musiclm_mini.musiclm import (
-    MusicLM,
-    adherence_statistics,
-    audio_adherence,
-    caption_adherence,
-    check_seconds,
-    check_text,
-    load_stage,
-)
-from musiclm_mini.soundstream import SoundStream
-from musiclm_mini.train_stages import build_stage_model, stage_checkpoint_config, stage_checkpoint_dir
+from musiclm_mini.hierarchy.stage_models import build_stage_model, stage_model_config
+from musiclm_mini.musiclm import MusicLM, adherence_statistics, audio_adherence, caption_adherence, check_seconds, check_text
+from musiclm_mini.tokenizers.soundstream import SoundStream
 
-torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
-MICRO = TransformerConfig(n_layers=1, n_heads=2, d_model=32, d_ff=64, dropout=0.0, rel_pos_buckets=16,
-                          rel_pos_max_distance=64)
-
-
-def micro_preset():
-    """tiny's time grid with small vocabularies, a small codec and one-layer stages with short crops."""
-    p = get_preset("tiny")
-    return p.replace(
-        mulan=dataclasses.replace(p.mulan, rvq=RVQConfig(12, 16, 128)),
-        semantic=dataclasses.replace(p.semantic, num_clusters=8),
-        codec=dataclasses.replace(p.codec, channels=4, rvq=dataclasses.replace(p.codec.rvq, codebook_size=16)),
-        semantic_stage=StageConfig(MICRO, crop_seconds=2.0, temperature=1.0),
-        coarse_stage=StageConfig(MICRO, crop_seconds=1.0, temperature=0.95),
-        fine_stage=StageConfig(MICRO, crop_seconds=0.5, temperature=0.4))
-
-
-class FakeMuLan:
-    """Text -> 12 tokens by a hash of the words; embeddings for `caption_adherence`."""
-
-    def __init__(self, preset):
-        self.cfg = preset.mulan
-
-    def tokens_from_text(self, texts):
-        seeds = [sum(map(ord, t)) for t in texts]
-        return torch.stack([torch.randint(0, self.cfg.rvq.codebook_size, (self.cfg.rvq.num_quantizers,),
-                                          generator=torch.Generator().manual_seed(s)) for s in seeds])
-
-    def embed_text(self, texts):
-        return torch.nn.functional.normalize(torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(
-            sum(map(ord, t)))) for t in texts]), dim=-1)
-
-    def embed_audio(self, wave):
-        return torch.nn.functional.normalize(torch.stack([wave[:, i::8].std(-1) for i in range(8)], 1), dim=-1)
 
 
 @pytest.fixture(scope="module")
 def model():
     p = micro_preset()
     torch.manual_seed(0)
-    stages = {s: build_stage_model(s, p).eval() for s in ("semantic", "coarse", "fine")}
+    stages = {s: build_stage_model(stage_model_config(s, p)).eval() for s in ("semantic", "coarse", "fine")}
     with torch.no_grad():  # large random weights: peaked, input-dependent distributions, unlike a fresh init
         for m in stages.values():
             for prm in m.parameters():
@@ -152,35 +108,6 @@ def test_batch_generation_matches_shapes(model):
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
-def save_stage(stage, preset, root, sources=None):
-    torch.manual_seed(1)
-    m = build_stage_model(stage, preset)
-    save_checkpoint(stage_checkpoint_dir(stage, preset.name, root), m.state_dict(),
-                    stage_checkpoint_config(stage, preset, sources))
-    return m
-
-
-def test_load_stage_round_trip_and_clear_errors(tmp_path):
-    p = micro_preset()
-    sources = {"codec": "aaa", "semantic": "bbb", "mulan": "ccc"}
-    saved = save_stage("semantic", p, tmp_path, sources)
-    loaded = load_stage("semantic", p, tmp_path, sources)
-    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), loaded.state_dict().values()))
-    with pytest.raises(CheckpointError, match="no coarse stage checkpoint"):
-        load_stage("coarse", p, tmp_path)
-    # the same files where the colab preset looks for its checkpoint
-    shutil.copytree(tmp_path / "semantic-stage-tiny", tmp_path / "semantic-stage-colab")
-    with pytest.raises(CheckpointError, match="another configuration \\(preset 'tiny'"):
-        load_stage("semantic", get_preset("colab"), tmp_path)
-    with pytest.raises(CheckpointError, match="other semantic checkpoints"):
-        load_stage("semantic", p, tmp_path, {**sources, "semantic": "retrained"})
-    load_stage("semantic", p, tmp_path, {**sources, "codec": "retrained"})  # never saw acoustic tokens
-    save_stage("fine", p, tmp_path, sources)
-    with pytest.raises(CheckpointError, match="other codec checkpoints"):
-        load_stage("fine", p, tmp_path, {**sources, "codec": "retrained"})
-    load_stage("fine", p, tmp_path, {**sources, "mulan": "retrained"})  # reads acoustic tokens only
-
-
 def test_from_pretrained_names_the_missing_part(tmp_path):
     with pytest.raises(CheckpointError, match="codec"):
         MusicLM.from_pretrained("tiny", checkpoint_root=tmp_path / "nowhere")
@@ -201,6 +128,25 @@ def test_cli_bad_input_one_line_exit_2(argv, message, capsys, tmp_path):
     assert cli.main(["generate", *argv, "--checkpoints", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_bad_environment_one_line_exit_2(capsys, tmp_path, monkeypatch):
+    """A bad MUSICLM_PRESET, an output folder that cannot be written, CUDA that is not there."""
+    def fails(argv, message):
+        assert cli.main(["generate", "a violin", "--seconds", "1", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+    monkeypatch.setenv("MUSICLM_PRESET", "huge")
+    fails(["-o", str(tmp_path / "a.wav")], "unknown preset 'huge'")
+    monkeypatch.setenv("MUSICLM_PRESET", "tiny")
+    fails(["-o", str(tmp_path / "no" / "such" / "folder" / "a.wav")], "cannot write")
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        fails(["-o", str(locked / "a.wav")], "cannot write")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fails(["-o", str(tmp_path / "a.wav"), "--device", "cuda"], "CUDA is not available")
 
 
 def test_cli_missing_checkpoints_exit_2(capsys, tmp_path):
@@ -265,10 +211,11 @@ def test_adherence_statistics_averages_several_clips_per_caption():
 
 # --- the shipped checkpoints ----------------------------------------------------------------------------
 SHIPPED = REPO / "musiclm_mini" / "checkpoints"
-PARTS = ["codec-tiny", "semantic-tiny", "mulan-tiny", "semantic-stage-tiny", "coarse-tiny", "fine-tiny"]
+PARTS = ["codec-tiny", "kmeans-tiny", "mulan-tiny", "semantic-stage-tiny", "coarse-stage-tiny", "fine-stage-tiny"]
 MISSING = [d for d in PARTS if not (SHIPPED / d / "model.safetensors").exists()]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(MISSING), reason=f"shipped tiny checkpoints not trained yet: missing {MISSING}")
 def test_shipped_tiny_pipeline_generates_reproducible_audio():
     mlm = MusicLM.from_pretrained("tiny")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from musiclm_mini.config import RVQConfig, get_preset
-from musiclm_mini.quantize import QuantizerOutput, ResidualVQ, VectorQuantizer, codebook_stats, kmeans
+from musiclm_mini.tokenizers.quantize import QuantizerOutput, ResidualVQ, VectorQuantizer, codebook_stats, kmeans
 
 torch.set_num_threads(1)
 
@@ -203,7 +203,6 @@ def test_from_config_paper_and_tiny():
 # ---------------------------------------------------------------------------------------------
 def test_exercise_stub_fails_and_reference_passes(capsys):
     from musiclm_mini.exercises import check_residual_encode
-    from musiclm_mini.exercises.rvq import reference_residual_encode
 
     def stub(x, codebooks):
         raise NotImplementedError
@@ -216,7 +215,15 @@ def test_exercise_stub_fails_and_reference_passes(capsys):
     assert "not implemented" in capsys.readouterr().out
     assert check_residual_encode(no_residual) is False
     assert "residual" in capsys.readouterr().out
-    assert check_residual_encode(reference_residual_encode) is True
+    def with_the_package(x, codebooks):  # the chapter's ResidualVQ, graded against the exercise's own reference
+        Q, K, D = codebooks.shape
+        rvq = ResidualVQ(D, Q, K, quantizer_dropout=False, kmeans_init=False).eval()
+        with torch.no_grad():
+            for layer, book in zip(rvq.layers, codebooks):
+                layer.codebook.copy_(book)
+        return rvq.encode(x)
+
+    assert check_residual_encode(with_the_package) is True
     assert "All checks passed" in capsys.readouterr().out
 
 
@@ -244,6 +251,7 @@ def _ddp_worker(rank, world, init_file, result_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_replicas_agree(tmp_path):
     import torch.distributed as dist
     import torch.multiprocessing as mp

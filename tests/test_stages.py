@@ -1,49 +1,21 @@
 """Tests of the three stages (Chapter 6): layouts, loss masks, sampling ranges, windows, token cache, training."""
 import dataclasses
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from musiclm_mini.config import RVQConfig, StageConfig, TrainConfig, TransformerConfig, get_preset
-from musiclm_mini.stages import (
-    Sampling,
-    TokenLayout,
-    Window,
-    flatten_frames,
-    generate_windows,
-    level_range,
-    make_stage,
-    sliding_windows,
-    stage_loss,
-    unflatten_frames,
-)
-from musiclm_mini.token_cache import (TokenGrid, TokenSet, cache_path, cached_tokens, extract_tokens, source_fingerprints,
-                                     stage_batch)
-from musiclm_mini.train import Runtime, fit
-from musiclm_mini.train_stages import stage_run
-from musiclm_mini.transformer import Transformer, stage_vocab_sizes
-
-torch.set_num_threads(1)
-
-MICRO = TransformerConfig(n_layers=1, n_heads=2, d_model=32, d_ff=64, dropout=0.0, rel_pos_buckets=16,
-                          rel_pos_max_distance=64)
-
-
-def micro_preset(**train):
-    """tiny's tokenizer geometry with small vocabularies and one-layer stages: milliseconds per step."""
-    p = get_preset("tiny")
-    return p.replace(
-        mulan=dataclasses.replace(p.mulan, rvq=RVQConfig(12, 16, 128)),
-        semantic=dataclasses.replace(p.semantic, num_clusters=8),
-        codec=dataclasses.replace(p.codec, rvq=RVQConfig(8, 16, 128)),
-        semantic_stage=StageConfig(MICRO, crop_seconds=2.0, temperature=1.0),
-        coarse_stage=StageConfig(MICRO, crop_seconds=1.0, temperature=0.95),
-        fine_stage=StageConfig(MICRO, crop_seconds=0.5, temperature=0.4),
-        train=TrainConfig(**{"batch_size": 4, "learning_rate": 3e-3, "steps": 4, "warmup_steps": 1,
-                             "val_every": 2, "checkpoint_every": 2, **train}))
-
+from conftest import MICRO, FakeCodec, FakeMuLan, FakeSemantic, micro_preset
+from musiclm_mini.components import token_sources
+from musiclm_mini.config import get_preset
+from musiclm_mini.hierarchy.sampling import Sampling, Window, generate_windows, sliding_windows
+from musiclm_mini.hierarchy.stage_models import stage_loss
+from musiclm_mini.hierarchy.token_cache import TokenGrid, TokenSet, cache_path, cached_tokens, extract_tokens, stage_batch
+from musiclm_mini.hierarchy.tokens import TokenLayout, flatten_frames, level_range, make_stage, unflatten_frames
+from musiclm_mini.hierarchy.transformer import Transformer
+from musiclm_mini.train.distributed import Runtime
+from musiclm_mini.train.loop import fit
+from musiclm_mini.train.stages import stage_run
 
 # A fixed layout for hand-computed ids (independent of later preset tweaks): 12 MuLan levels of 256,
 # 128 semantic clusters, 8 codec levels of 1024, 4 of them coarse.
@@ -62,11 +34,13 @@ def random_tokens(preset_or_layout, n=6, seconds=4.0, seed=0) -> TokenSet:
 
 
 # --- vocabulary and flattening ---------------------------------------------------------------
-@pytest.mark.parametrize("name", ["tiny", "colab", "paper"])
-def test_stage_vocabularies_match_transformer_layout(name):
-    p = get_preset(name)
-    layout = TokenLayout.from_preset(p)
-    assert {s: make_stage(s, layout).vocab_size for s in ("semantic", "coarse", "fine")} == stage_vocab_sizes(p)
+@pytest.mark.parametrize("name,sizes", [
+    ("tiny", (12 * 256 + 1 + 128, 12 * 256 + 1 + 128 + 4 * 256, 8 * 256)),  # M slices + null + S (+ A1..4) | A1..8
+    ("paper", (12 * 1024 + 1 + 1024, 12 * 1024 + 1 + 1024 + 4 * 1024, 12 * 1024)),
+])
+def test_stage_vocabularies_hand_computed(name, sizes):
+    layout = TokenLayout.from_preset(get_preset(name))
+    assert tuple(make_stage(s, layout).vocab_size for s in ("semantic", "coarse", "fine")) == sizes
 
 
 def test_flatten_frames_hand_computed_and_round_trip():
@@ -148,6 +122,7 @@ def test_uncondition_and_condition_dropout_touch_only_the_mulan_ids():
     assert torch.equal(fine.drop_condition(seq, 0.5), seq)  # nothing to drop
 
 
+@pytest.mark.slow
 def test_guidance_strengthens_a_weak_condition():
     """M = 0 is followed by pattern 0 in 70% of the examples, M = 1 by pattern 1 in 70%. Trained with
     condition dropout, plain sampling follows the condition about 70% of the time; guidance w = 3 must
@@ -230,24 +205,24 @@ def test_sliding_windows_cover_everything_with_full_windows(total, window, prefi
     assert all(w.start % unit == 0 and w.end % unit == 0 for w in plan)
 
 
-class RecordingModel:
-    """Stands in for a Transformer: records prompts, emits the lowest allowed id plus the step."""
+class RecordingModel(torch.nn.Module):
+    """Stands in for a Transformer: records each prompt; its logits fall with the id, so the lowest allowed
+    id is sampled (with probability 1 - e^-100)."""
 
-    def __init__(self):
-        self.prompts = []
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.prompts, self.vocab_size = [], vocab_size
 
-    def generate(self, prompt, max_new_tokens, temperature, top_k, greedy, generator, allowed_range, guidance=1.0):
-        assert guidance == 1.0, "RecordingModel does not guide"
-        self.prompts.append(prompt.clone())
-        new = []
-        for step in range(max_new_tokens):
-            lo, hi = allowed_range(step)
-            new.append(torch.full((prompt.shape[0], 1), lo + step % (hi - lo)))
-        return torch.cat([prompt] + new, dim=1)
+    def forward(self, tokens, cache=None, last_only=False):
+        if cache is None:  # a new prompt
+            self.prompts.append(tokens.clone())
+        logits = -100.0 * torch.arange(self.vocab_size, dtype=torch.float).expand(tokens.shape[0], 1, -1)
+        return logits, (cache or 0) + tokens.shape[1]
 
 
 def test_generate_windows_prompts_continue_the_previous_window():
-    coarse, model = make_stage("coarse", LAY), RecordingModel()
+    coarse = make_stage("coarse", LAY)
+    model = RecordingModel(coarse.vocab_size)
     cond = lambda w: torch.full((2, 3), w.start)  # noqa: E731  conditioning that names its window
     ids = generate_windows(model, coarse, cond, total=10, window=4, prefix=2, sampling=Sampling(), unit=2)
     assert ids.shape == (2, 40)
@@ -260,7 +235,8 @@ def test_generate_windows_prompts_continue_the_previous_window():
 
 
 def test_generate_windows_batches_independent_fine_chunks():
-    fine, model = make_stage("fine", LAY), RecordingModel()
+    fine = make_stage("fine", LAY)
+    model = RecordingModel(fine.vocab_size)
     coarse = torch.randint(0, 1024, (2, 4, 10))
     ids = generate_windows(model, fine, lambda w: fine.condition(coarse[:, :, w.start:w.end]), 10, 4, 0, Sampling())
     assert len(model.prompts) == 2  # chunks [0,4) and [4,8) in one batch, then [6,10) continuing [6,8)
@@ -289,44 +265,6 @@ def test_sampling_with_a_real_model_is_seeded_and_in_range():
 
 
 # --- token cache and crops --------------------------------------------------------------------
-class FakeCodec(torch.nn.Module):
-    """encode: every level = a quantized running level of the frame's loudness (deterministic)."""
-
-    def __init__(self, preset):
-        super().__init__()
-        self.cfg, self.scale = preset.codec, torch.nn.Parameter(torch.tensor(3.0))
-        self.calls = 0
-
-    def encode(self, wave):
-        self.calls += 1
-        frames = wave.unfold(-1, self.cfg.hop, self.cfg.hop).abs().mean(-1)  # (B, T')
-        q = (frames * self.scale * 100).long() % self.cfg.rvq.codebook_size
-        return torch.stack([(q + i) % self.cfg.rvq.codebook_size for i in range(self.cfg.rvq.num_quantizers)], 1)
-
-
-class FakeSemantic(torch.nn.Module):
-    def __init__(self, preset):
-        super().__init__()
-        self.cfg, self.w = preset.semantic, torch.nn.Parameter(torch.tensor(1.0))
-
-    def tokenize(self, wave):
-        frames = wave.unfold(-1, self.cfg.hop, self.cfg.hop).abs().mean(-1)
-        return (frames * 1000).long() % self.cfg.num_clusters
-
-
-class FakeMuLan(torch.nn.Module):
-    def __init__(self, preset):
-        super().__init__()
-        self.cfg, self.w = preset.mulan, torch.nn.Parameter(torch.tensor(1.0))
-        g, rvq = torch.Generator().manual_seed(0), preset.mulan.rvq  # codebooks for `mulan_codebooks`
-        self.rvq = SimpleNamespace(layers=[SimpleNamespace(codebook=torch.randn(rvq.codebook_size, rvq.dim, generator=g))
-                                           for _ in range(rvq.num_quantizers)])
-
-    def tokens_from_audio(self, wave):
-        level = (wave.abs().mean(-1, keepdim=True) * 1000).long()  # (B, 1)
-        return (level + torch.arange(self.cfg.rvq.num_quantizers)) % self.cfg.rvq.codebook_size
-
-
 def test_token_cache_is_written_once_and_keyed_by_the_tokenizers(tmp_path):
     p = micro_preset()
     codec, sem, mulan = FakeCodec(p), FakeSemantic(p), FakeMuLan(p)
@@ -336,11 +274,11 @@ def test_token_cache_is_written_once_and_keyed_by_the_tokenizers(tmp_path):
     assert codec.calls == 1
     again = cached_tokens(p, "train", codec, sem, mulan, waves=None, root=tmp_path)  # no audio needed: cached
     assert codec.calls == 1 and all(torch.equal(a, b) for a, b in zip(first.tensors().values(), again.tensors().values()))
-    path = cache_path(p, "train", source_fingerprints(codec, sem, mulan), tmp_path)
+    path = cache_path(p, "train", token_sources(codec, sem, mulan), tmp_path)
     assert path.exists() and path.parent == tmp_path / "tokens"
     with torch.no_grad():
         codec.scale.fill_(4.0)  # "retrained" codec: another key, tokens extracted again
-    assert cache_path(p, "train", source_fingerprints(codec, sem, mulan), tmp_path) != path
+    assert cache_path(p, "train", token_sources(codec, sem, mulan), tmp_path) != path
     cached_tokens(p, "train", codec, sem, mulan, waves=waves, root=tmp_path)
     assert codec.calls == 2
 
@@ -404,29 +342,30 @@ def test_stage_training_run_checkpoints_and_validates(tmp_path):
 
 
 def test_train_subcommand_trains_and_resumes_exactly(tmp_path, monkeypatch):
-    """`python -m musiclm_mini.train coarse ...` through train.main, with stand-in tokenizers and tokens."""
-    import musiclm_mini.train_stages as ts
-    from musiclm_mini.train import main
+    """`python -m musiclm_mini.train coarse-stage ...` through the entry point, with stand-in tokenizers and tokens."""
+    import musiclm_mini.train.stages as ts
+    from musiclm_mini import components
+    from musiclm_mini.train.__main__ import main
     from safetensors.torch import load_file
 
     p = micro_preset()
-    monkeypatch.setattr(ts, "load_token_sources", lambda name, device="cpu": (FakeCodec(p), FakeSemantic(p), FakeMuLan(p)))
+    monkeypatch.setattr(components, "tokenizers", lambda *a, **k: (FakeCodec(p), FakeSemantic(p), FakeMuLan(p)))
     monkeypatch.setattr(ts, "cached_tokens", lambda preset, split, *a, **k: random_tokens(preset, 8 if split == "train" else 4))
     micro = ["--set", "coarse_stage.transformer.n_layers=1", "--set", "coarse_stage.transformer.d_model=32",
              "--set", "coarse_stage.transformer.d_ff=64", "--set", "coarse_stage.crop_seconds=1.0",
              "--set", "codec.rvq.codebook_size=16", "--set", "mulan.rvq.codebook_size=16",
              "--set", "semantic.num_clusters=8", "--batch-size", "2", "--val-every", "2", "--checkpoint-every", "2",
-             "--quiet", "--preset", "tiny"]
-    main(["coarse", *micro, "--steps", "4", "--out", str(tmp_path / "straight")])
-    main(["coarse", *micro, "--steps", "2", "--out", str(tmp_path / "resumed")])
-    main(["coarse", *micro, "--steps", "4", "--out", str(tmp_path / "resumed"), "--resume"])
+             "--quiet", "--preset", "tiny", "--data", "synthcaps"]
+    main(["coarse-stage", *micro, "--steps", "4", "--out", str(tmp_path / "straight")])
+    main(["coarse-stage", *micro, "--steps", "2", "--out", str(tmp_path / "resumed")])
+    main(["coarse-stage", *micro, "--steps", "4", "--out", str(tmp_path / "resumed"), "--resume"])
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_training_tokens_add_the_extra_variants_and_name_unknown_data(tmp_path, monkeypatch):
-    import musiclm_mini.train_stages as ts
+    import musiclm_mini.train.stages as ts
     from musiclm_mini.data import synthcaps
 
     p = micro_preset()
@@ -442,29 +381,7 @@ def test_training_tokens_add_the_extra_variants_and_name_unknown_data(tmp_path, 
     assert len(alone) == 3 and len(both) == 8 and torch.equal(both.acoustic[:3], alone.acoustic)
     assert torch.equal(both.acoustic[3:], extract_tokens(extra, codec, sem, mulan).acoustic)
     with pytest.raises(ValueError, match="--data must be one of"):
-        ts.training_tokens(p, "sines", codec, sem, mulan)
-
-
-def test_ship_exports_half_precision_weights_and_measures_them(tmp_path, monkeypatch):
-    import json
-
-    import musiclm_mini.train_stages as ts
-    from musiclm_mini.checkpoint import load_checkpoint
-
-    p = micro_preset()
-    monkeypatch.setattr(ts, "load_token_sources", lambda name, device="cpu": (FakeCodec(p), FakeSemantic(p), FakeMuLan(p)))
-    monkeypatch.setattr(ts, "cached_tokens", lambda preset, split, *a, **k: random_tokens(preset, 4, seed=len(split)))
-    run, step_fn, validate = stage_run("fine", p, random_tokens(p, 8), None, tmp_path / "run",
-                                       Runtime(torch.device("cpu")), quiet=True)
-    fit(run, step_fn, validate)
-    dest = ts.ship("fine", tmp_path / "run", p, root=tmp_path / "shipped")
-    assert dest == tmp_path / "shipped" / f"fine-{p.name}"
-    shipped = load_checkpoint(dest, with_train_state=False)
-    assert all(v.dtype == torch.float16 for v in shipped.model_state.values() if v.is_floating_point())
-    metrics = json.loads((dest / "metrics.json").read_text())
-    assert set(metrics) == {"validation", "test"} and metrics["test"]["clips"] == 4
-    assert metrics["validation"]["loss"] != metrics["test"]["loss"]  # two different token sets were measured
-    assert (dest / "log.jsonl").exists() and not (dest / "train_state.safetensors").exists()
+        ts.training_tokens(p, "mp3s", codec, sem, mulan)
 
 
 # --- the chapter's exercise --------------------------------------------------------------------------
@@ -483,13 +400,19 @@ def test_exercise_stub_fails_and_reference_passes_and_mistakes_are_named(capsys)
     assert "not implemented" in capsys.readouterr().out
     assert check_flatten_frames(level_major) is False
     assert "frame by frame" in capsys.readouterr().out
-    assert check_flatten_frames(reference_flatten_frames) is True
+    def loops(codes, codebook_size, offset):  # written out frame by frame, not the package's flatten_frames
+        B, Q, T = codes.shape
+        return torch.stack([torch.tensor([offset + q * codebook_size + int(codes[b, q, t])
+                                          for t in range(T) for q in range(Q)]) for b in range(B)])
+
+    assert check_flatten_frames(loops) is True
     assert "All checks passed" in capsys.readouterr().out
+    assert torch.equal(reference_flatten_frames(torch.zeros(1, 2, 1, dtype=torch.long), 5, 1), torch.tensor([[1, 6]]))
 
 
 # --- MuLan tokens embedded through MuLan's codebooks --------------------------------------------
 def test_codebook_embedding_keeps_mulan_neighbours_close_and_learns_only_the_projection():
-    from musiclm_mini.mulan_embedding import CodebookEmbedding
+    from musiclm_mini.hierarchy.mulan_embedding import CodebookEmbedding
 
     g = torch.Generator().manual_seed(0)
     books = torch.randn(2, 4, 8, generator=g)  # 2 levels of 4 codes, 8-d
@@ -509,32 +432,34 @@ def test_codebook_embedding_keeps_mulan_neighbours_close_and_learns_only_the_pro
 
 def test_tiny_stages_reading_mulan_embed_it_through_the_codebooks_and_save_them(tmp_path):
     from musiclm_mini.checkpoint import load_checkpoint, save_checkpoint
-    from musiclm_mini.mulan_embedding import CodebookEmbedding
-    from musiclm_mini.train_stages import build_stage_model
+    from musiclm_mini.hierarchy.mulan_embedding import CodebookEmbedding
+    from musiclm_mini.hierarchy.stage_models import build_stage_model, stage_model_config
 
     p = get_preset("tiny")
     books = torch.randn(12, 256, 128, generator=torch.Generator().manual_seed(1))
-    coarse = build_stage_model("coarse", p, books)
+    coarse = build_stage_model(stage_model_config("coarse", p), books)
     assert isinstance(coarse.tok_emb, CodebookEmbedding) and torch.equal(coarse.tok_emb.codebooks, books.view(-1, 128))
-    assert isinstance(build_stage_model("fine", p).tok_emb, torch.nn.Embedding)  # reads no MuLan tokens
-    assert isinstance(build_stage_model("coarse", get_preset("paper").replace(
-        coarse_stage=dataclasses.replace(get_preset("paper").coarse_stage, transformer=MICRO)), books).tok_emb,
-        torch.nn.Embedding)  # the paper's stages learn a row per MuLan code
+    assert isinstance(build_stage_model(stage_model_config("fine", p)).tok_emb, torch.nn.Embedding)  # reads no MuLan
+    paper = get_preset("paper")
+    paper = paper.replace(coarse_stage=dataclasses.replace(paper.coarse_stage, transformer=MICRO))
+    assert isinstance(build_stage_model(stage_model_config("coarse", paper), books).tok_emb,
+                      torch.nn.Embedding)  # the paper's stages learn a row per MuLan code
     save_checkpoint(tmp_path, coarse.state_dict(), {"x": 1}, None)
-    fresh = build_stage_model("coarse", p)  # zeros until the checkpoint is loaded
+    fresh = build_stage_model(stage_model_config("coarse", p))  # zeros until the checkpoint is loaded
     fresh.load_state_dict(load_checkpoint(tmp_path, with_train_state=False).model_state)
     assert torch.equal(fresh.tok_emb.codebooks, books.view(-1, 128))
 
 
 def test_conditioning_losses_compare_own_other_and_no_mulan_tokens():
-    from musiclm_mini.train_stages import build_stage_model, conditioning_losses
+    from musiclm_mini.hierarchy.stage_models import build_stage_model, stage_model_config
+    from musiclm_mini.train.stages import conditioning_losses
 
     p = micro_preset()
     toks = random_tokens(p, n=4, seconds=2.0)
     torch.manual_seed(0)
-    model = build_stage_model("semantic", p).train()
+    model = build_stage_model(stage_model_config("semantic", p)).train()
     losses = conditioning_losses(model, "semantic", p, toks)
     assert list(losses) == ["own", "another clip's", "none"] and len(set(losses.values())) == 3
     assert model.training  # restored
     with pytest.raises(ValueError, match="reads no MuLan"):
-        conditioning_losses(build_stage_model("fine", p), "fine", p, toks)
+        conditioning_losses(build_stage_model(stage_model_config("fine", p)), "fine", p, toks)

@@ -6,14 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from musiclm_mini.config import TransformerConfig, get_preset
-from musiclm_mini.transformer import (
-    KVCache,
-    Transformer,
-    count_parameters,
-    meta_transformer,
-    relative_position_bucket,
-    stage_vocab_sizes,
-)
+from musiclm_mini.hierarchy.sampling import Sampling, sample
+from musiclm_mini.hierarchy.stage_models import count_parameters
+from musiclm_mini.hierarchy.transformer import KVCache, Transformer, relative_position_bucket
 
 torch.set_num_threads(1)
 
@@ -26,6 +21,11 @@ VOCAB = 50
 def make_model(config=MICRO, vocab=VOCAB, seed=0, **kw):
     torch.manual_seed(seed)
     return Transformer(config, vocab, **kw).eval()
+
+
+def meta_transformer(config, vocab):
+    with torch.device("meta"):  # shapes only, no memory
+        return Transformer(config, vocab)
 
 
 def random_tokens(B, T, vocab=VOCAB, seed=1):
@@ -74,16 +74,26 @@ def test_causality_future_token_does_not_change_past_logits():
 
 def test_bad_input_raises_clear_errors():
     model = make_model(max_len=20)
-    with pytest.raises(ValueError, match="token ids"):
-        model(torch.tensor([[0, VOCAB]]))
+    with pytest.raises(ValueError, match=f"prompt ids must lie in \\[0, {VOCAB}\\)"):
+        model.generate(torch.tensor([[0, VOCAB]]), 1)
     with pytest.raises(ValueError, match="max_len"):
         model(random_tokens(1, 21))
     with pytest.raises(ValueError, match="batch, time"):
-        model(torch.zeros(5, dtype=torch.long))
+        model.generate(torch.zeros(5, dtype=torch.long), 1)
+    with pytest.raises(ValueError, match="integer ids"):
+        model.generate(torch.zeros(1, 5), 1)
     with pytest.raises(ValueError, match="temperature"):
         model.generate(random_tokens(1, 3), 2, temperature=0.0)
     with pytest.raises(ValueError, match="allowed_range"):
         model.generate(random_tokens(1, 3), 2, allowed_range=(10, VOCAB + 1))
+
+
+def test_tokens_are_checked_once_per_request_not_per_decoding_step(monkeypatch):
+    model, calls = make_model(), []
+    check = Transformer.check_tokens
+    monkeypatch.setattr(Transformer, "check_tokens", lambda self, *a: calls.append(1) or check(self, *a))
+    model.generate(random_tokens(2, 3), 10)
+    assert len(calls) == 1
 
 
 # --- KV cache --------------------------------------------------------------------------------
@@ -156,18 +166,18 @@ def test_guidance_mixes_the_two_halves_of_the_batch():
     model = make_model()
     cond, uncond = random_tokens(2, 5, seed=1), random_tokens(2, 5, seed=2)
 
-    def sample(prompt, **kw):
-        return model.generate(prompt, 12, temperature=1.0, generator=torch.Generator().manual_seed(4), **kw)
+    def draw(prompt, guidance=1.0):
+        return sample(model, prompt, 12, Sampling(temperature=1.0, guidance=guidance), torch.Generator().manual_seed(4))
 
-    plain_u = sample(uncond)
-    only_u = sample(torch.cat([cond, uncond]), guidance=0.0)  # (2, 17): the conditional rows, continued
+    plain_u = draw(uncond)
+    only_u = draw(torch.cat([cond, uncond]), guidance=0.0)  # (2, 17): the conditional rows, continued
     assert only_u.shape == (2, 17) and torch.equal(only_u[:, :5], cond)
     assert torch.equal(only_u[:, 5:], plain_u[:, 5:])  # the continuation followed the unconditional logits
-    same = sample(torch.cat([cond, cond]), guidance=3.0)  # c == u: guidance changes nothing
-    assert torch.equal(same, sample(cond))
-    assert not torch.equal(sample(torch.cat([cond, uncond]), guidance=3.0), sample(cond))
+    same = draw(torch.cat([cond, cond]), guidance=3.0)  # c == u: guidance changes nothing
+    assert torch.equal(same, draw(cond))
+    assert not torch.equal(draw(torch.cat([cond, uncond]), guidance=3.0), draw(cond))
     with pytest.raises(ValueError, match="even"):
-        model.generate(random_tokens(3, 4), 2, guidance=2.0)
+        draw(random_tokens(3, 4), guidance=2.0)
 
 
 def test_top_k_one_equals_greedy():
@@ -184,12 +194,15 @@ def body_formula(c: TransformerConfig) -> int:
     return c.n_layers * per_layer + c.d_model + c.rel_pos_buckets * c.n_heads  # + final norm + bias table
 
 
+PAPER_VOCAB = {"semantic": 13_313, "coarse": 17_409, "fine": 12_288}
+
+
 @pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
 def test_paper_stage_has_about_430M_parameters(stage):
-    """Counted: every parameter incl. the untied token embedding and output head (vocab from
-    stage_vocab_sizes: semantic 13,313, coarse 17,409, fine 12,288)."""
+    """Counted: every parameter incl. the untied token embedding and output head (vocabularies:
+    semantic 13,313, coarse 17,409, fine 12,288, see test_stages)."""
     preset = get_preset("paper")
-    config, vocab = getattr(preset, f"{stage}_stage").transformer, stage_vocab_sizes(preset)[stage]
+    config, vocab = getattr(preset, f"{stage}_stage").transformer, PAPER_VOCAB[stage]
     model = meta_transformer(config, vocab)
     assert all(p.device.type == "meta" for p in model.parameters())  # nothing allocated
     total = count_parameters(model)
@@ -201,7 +214,7 @@ def test_paper_stage_has_about_430M_parameters(stage):
 
 def test_plain_mlp_would_be_far_from_430M():
     config = TransformerConfig(gated_ff=False)
-    model = meta_transformer(config, stage_vocab_sizes(get_preset("paper"))["semantic"])
+    model = meta_transformer(config, PAPER_VOCAB["semantic"])
     assert count_parameters(model, include_embeddings=False) == body_formula(config)
     assert count_parameters(model) < 340e6  # why the book uses GEGLU
 

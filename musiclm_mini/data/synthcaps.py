@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write, exclusive_lock
 from . import captions, render, scores
 
 GENERATOR_VERSION = 3  # bump when the generator changes: stale data sets are rebuilt
@@ -40,7 +41,6 @@ STYLE_WEIGHTS = {
     "mono": {"chorale": 0.5, "chamber": 0.8, "church organ": 0.5, "piano solo": 1.2, "orchestral": 1.0,
              "jazz": 1.2, "rock": 1.2, "electronic": 1.2, "folk": 3.0},
 }
-MELODY_PROGRAMS = (0, 73, 40, 56, 65, 24, 80, 11, 71, 68)  # instruments for the melody pairs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,11 +57,6 @@ def data_root() -> Path:
 def dataset_dir(preset) -> Path:
     """Folder of a preset's SynthCaps: `<data root>/synthcaps-<preset name>` (Chapter 1)."""
     return data_root() / f"synthcaps-{preset.name}"
-
-
-def melody_dir(preset) -> Path:
-    """Folder of a preset's melody pairs: `<data root>/melodypairs-<preset name>` (Chapter 1)."""
-    return data_root() / f"melodypairs-{preset.name}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,28 +252,12 @@ def _is_current(path: Path, data_config, extra: dict | None = None) -> bool:
     return saved == json.loads(json.dumps(want))
 
 
-@contextmanager
-def _lock(path: Path):
-    """Hold an exclusive lock on `path` (POSIX), so two notebooks never build the same set at once."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock, the atomic rename below still protects readers
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _ensure(path: Path, data_config, build, extra: dict | None = None) -> Path:
     """Build into a temporary sibling folder and rename it into place (atomic for readers)."""
     if _is_current(path, data_config, extra):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(path.parent / f".{path.name}.lock"):
+    with exclusive_lock(path.parent / f".{path.name}.lock"):
         if _is_current(path, data_config, extra):  # another process built it while we waited
             return path
         tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -357,9 +336,13 @@ def waveforms_from_dir(path, split: str):
 
         ds = load_from_disk(str(path))[split].cast_column("audio", Audio(decode=False))
         arrays = [render.decode_wav_int16(a["bytes"])[0] for a in ds["audio"]]
-        tmp = cache.with_suffix(f".tmp-{os.getpid()}.npy")
-        np.save(tmp, np.stack(arrays) if arrays else np.zeros((0, 0), np.int16))
-        os.replace(tmp, cache)
+        pcm = np.stack(arrays) if arrays else np.zeros((0, 0), np.int16)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path
+                np.save(f, pcm)
+
+        atomic_write(cache, write)
     pcm = np.load(cache)  # (N, T) int16: 16-bit is all the WAVs hold, at half the size of float32
     return torch.from_numpy(pcm.astype(np.float32) / 32768.0)
 
@@ -382,89 +365,26 @@ def split_labels(preset, split: str) -> list[dict]:
     return labels_from_dir(ensure_synthcaps(preset), split)
 
 
-# ---------------------------------------------------------------------------------------------
-# Melody pairs (for Chapter 8): one melody, several instruments and a hummed version
-# ---------------------------------------------------------------------------------------------
-def _melody_job(job: tuple) -> list[dict]:
-    """Worker: the top voice of one score rendered by a few instruments and hummed."""
-    index, source_id, split, cfg = job
-    score = scores.parse_score(source_id)
-    rng = np.random.default_rng([cfg["seed"], index, 777])
-    num_samples = int(round(cfg["clip_seconds"] * cfg["sample_rate"]))
-    tempo, tonic = int(rng.integers(70, 141)), int(rng.integers(12))
-    beats = cfg["clip_seconds"] * tempo / 60.0 + 1.0
-    fits = np.flatnonzero(score.bar_starts <= score.length - beats)
-    start = float(score.bar_starts[int(rng.choice(fits)) if len(fits) else 0])
-    period = float(np.ceil(score.length / score.bar_length) * score.bar_length)
-    notes = render.excerpt(score.voices[0], start, beats, period)
-    notes[:, 2] += (tonic - score.tonic + 6) % 12 - 6
-    programs = rng.choice(MELODY_PROGRAMS, size=cfg["melody_instruments"], replace=False)
-    rows, key = [], f"{KEY_NAMES[score.mode][tonic]} {score.mode}"
-    for program in [-1, *map(int, programs)]:
-        center = 64 if program < 0 else render.PROGRAM_CENTER.get(program, 72)  # hum in a voice's range
-        shifted = notes.copy()
-        shifted[:, 2] += render.octave_shift(shifted, center)
-        part = render.timed(shifted, tempo, 80, score.bar_length, max(program, 0), False, rng)
-        if program < 0:
-            audio = render.hum(part["notes"], cfg["sample_rate"], num_samples, rng)
-        else:
-            audio = render.render([part], cfg["sample_rate"], num_samples, 0.5)
-        rows.append({"melody_id": f"m{cfg['seed']}-{index:04d}", "variant": "hum" if program < 0 else
-                     captions.instrument_word(program), "program": program, "split": split,
-                     "source_id": source_id, "tempo_bpm": tempo, "key": key,
-                     "wav": render.encode_wav(audio, cfg["sample_rate"])})
-    return rows
-
-
-def generate_melody_pairs(data_config, out_dir, source_splits: dict, num_workers: int = 2) -> Path:
-    """Melody pairs from SynthCaps' own scores, keeping each score's split (Chapter 1, used in Chapter 8)."""
-    from datasets import Audio, Features, Value
-
-    cfg = dataclasses.asdict(data_config)
-    by_split = {s: [sid for sid, sp in source_splits.items() if sp == s] for s in SPLITS}
-    total = len(source_splits)
-    jobs = []
-    for s in SPLITS:  # each split gets its share of the melodies
-        take = max(1, round(cfg["num_melodies"] * len(by_split[s]) / total)) if by_split[s] else 0
-        jobs += [(len(jobs) + k, sid, s, cfg) for k, sid in enumerate(by_split[s][:take])]
-    rows = [r for batch in _run(jobs, _melody_job, num_workers) for r in batch]
-    text = Value("string")
-    feats = Features({"melody_id": text, "variant": text, "audio": Audio(cfg["sample_rate"]), "split": text,
-                      "program": Value("int32"), "source_id": text, "tempo_bpm": Value("int32"), "key": text})
-    _save([{**r, "name": f"{r['melody_id']}-{r['variant']}"} for r in rows], feats, Path(out_dir), "name")
-    return Path(out_dir)
-
-
-def load_melody_pairs(preset, num_workers: int = 2):
-    """Melody pairs as a DatasetDict (columns melody_id, variant, audio, split, ...) (Chapter 1)."""
-    from datasets import load_from_disk
-
-    splits = json.loads((ensure_synthcaps(preset, num_workers) / "sources.json").read_text())
-    path = _ensure(melody_dir(preset), preset.data,
-                   lambda tmp: generate_melody_pairs(preset.data, tmp, splits, num_workers))
-    return load_from_disk(str(path))
-
-
-def main(argv=None) -> None:
-    """`python -m musiclm_mini.data.synthcaps --preset tiny [--workers 2] [--melody]` (Chapter 1)."""
+def parse_command(argv, description: str):
+    """`--preset NAME --workers N` of the data commands -> (preset, workers) (Chapter 1)."""
     import argparse
 
     from ..config import get_preset
 
-    parser = argparse.ArgumentParser(description="Generate SynthCaps (and optionally melody pairs).")
-    parser.add_argument("--preset", default=None, help="tiny, colab or paper (default: by hardware)")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", default=None, help="tiny, colab or paper (default: $MUSICLM_PRESET, else tiny)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--melody", action="store_true", help="also generate the melody pairs")
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset)
+    return get_preset(args.preset), args.workers
+
+
+def main(argv=None) -> None:
+    """`python -m musiclm_mini.data.synthcaps --preset tiny [--workers 2]` (Chapter 1; melody pairs:
+    `python -m musiclm_mini.data.melody_pairs`)."""
+    preset, workers = parse_command(argv, "Generate SynthCaps.")
     start = time.time()
-    path = ensure_synthcaps(preset, args.workers, verbose=True)
+    path = ensure_synthcaps(preset, workers, verbose=True)
     print(f"SynthCaps ({preset.name}) ready at {path} after {time.time() - start:.1f} s")
-    if args.melody:
-        start = time.time()
-        pairs = load_melody_pairs(preset, args.workers)
-        print(f"Melody pairs ready at {melody_dir(preset)} ({sum(map(len, pairs.values()))} clips) "
-              f"after {time.time() - start:.1f} s")
 
 
 if __name__ == "__main__":

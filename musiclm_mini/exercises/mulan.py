@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..mulan import contrastive_loss
+from ..tokenizers.mulan import contrastive_loss
 from .grading import grade
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..quantize import nearest_code
+from ..tokenizers.quantize import nearest_code
 from .grading import grade
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..soundstream import Conv1d
+from ..tokenizers.soundstream import Conv1d
 from .grading import grade
 
 

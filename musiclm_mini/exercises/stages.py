@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..stages import flatten_frames
+from ..hierarchy.tokens import flatten_frames
 from .grading import grade
 
 

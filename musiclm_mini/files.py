@@ -1,0 +1,43 @@
+"""Writing files so that a killed process never leaves half of one behind (all chapters: checkpoints, caches, data)."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temporary name beside `path`, then move it into place with `os.replace`.
+
+    `os.replace` is atomic on POSIX and Windows: readers see the old file or the new one, never a
+    mixture, and a run killed mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike):
+    """Hold an exclusive lock on `path` (POSIX), so two processes (notebooks) never build one thing at once."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, atomic renames still protect readers
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

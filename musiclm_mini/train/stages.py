@@ -1,0 +1,187 @@
+"""Training the three stages: `python -m musiclm_mini.train semantic-stage|coarse-stage|fine-stage` (Chapter 6).
+
+Each stage is one `Transformer` trained by next-token cross-entropy on its target tokens only
+(`stage_models.stage_loss`), on random crops of the cached SynthCaps tokens (`token_cache.py`):
+
+    semantic-stage   [M_A] + [S]              crop StageConfig.crop_seconds (paper 30 s)
+    coarse-stage     [M_A] + [S] + [A_1..4]   (paper 10 s)
+    fine-stage       [A_1..4] + [A_5..Q]      (paper 3 s)
+
+The tokenizers (SoundStream, w2v-BERT + k-means, MuLan) are the trained checkpoints of Chapters
+3-5 and stay frozen; their fingerprints are stored in the stage's config.json, so a stage can never be
+loaded next to tokenizers other than the ones whose tokens it learnt. The loop is `loop.fit`.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .. import components
+from ..config import Preset
+from ..hierarchy.stage_models import build_stage_model, stage_loss, stage_model_config
+from ..hierarchy.token_cache import TokenGrid, TokenSet, cached_tokens, extract_tokens, stage_batch
+from ..hierarchy.tokens import TokenLayout, make_stage
+from .distributed import Runtime, wrap_ddp
+from .loop import Run, batch_indices, fit, step_generator
+
+VALIDATION_SEED = 12_345  # fixed crops: every validation sees the same examples
+# --data synthcaps+extra adds this many new arrangements of every training score (tiny: 64 scores x 12).
+EXTRA_VARIANTS_PER_SCORE = 12
+TRAINING_DATA = ("synthcaps", "synthcaps+extra", "sines")  # sines: a quick check on 8 synthetic clips
+
+
+@torch.no_grad()
+def evaluate_stage(model, stage: str, preset: Preset, tokens: TokenSet, batch_size: int = 16,
+                   max_clips: int = 64) -> dict[str, float]:
+    """Loss and next-token accuracy on fixed crops of held-out clips (Chapter 6)."""
+    was_training = model.training
+    model.eval()
+    st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
+    g = torch.Generator().manual_seed(VALIDATION_SEED)
+    device = next(model.parameters()).device
+    total, correct, count = 0.0, 0.0, 0
+    for lo in range(0, min(len(tokens), max_clips), batch_size):
+        idx = list(range(lo, min(lo + batch_size, len(tokens), max_clips)))
+        seq, mask = stage_batch(st, tokens, idx, grid, getattr(preset, f"{stage}_stage").crop_seconds, g)
+        loss, acc = stage_loss(model, seq.to(device), mask.to(device))
+        n = int(mask[:, 1:].sum())
+        total, correct, count = total + float(loss) * n, correct + float(acc) * n, count + n
+    model.train(was_training)
+    return {"loss": total / count, "accuracy": correct / count}
+
+
+@torch.no_grad()
+def conditioning_losses(model, stage: str, preset: Preset, tokens: TokenSet, seed: int = 0) -> dict[str, float]:
+    """How much the MuLan tokens matter to a stage (Chapter 6): its loss on one fixed crop of every clip with
+    each clip's own MuLan tokens, with another clip's (rolled by one), and with the null condition."""
+    st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
+    if not st.reads_mulan:
+        raise ValueError(f"the {stage} stage reads no MuLan tokens")
+    crop = getattr(preset, f"{stage}_stage").crop_seconds
+    seq, mask = stage_batch(st, tokens, list(range(len(tokens))), grid, crop, torch.Generator().manual_seed(seed))
+    swapped = seq.clone()
+    swapped[:, :st.layout.mulan_levels] = seq[:, :st.layout.mulan_levels].roll(1, dims=0)
+    was_training = model.training
+    model.eval()
+    losses = {name: float(stage_loss(model, s, mask)[0]) for name, s in
+              (("own", seq), ("another clip's", swapped), ("none", st.uncondition(seq)))}
+    model.train(was_training)
+    return losses
+
+
+def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: TokenSet | None, out_dir: Path,
+              runtime: Runtime, sources: dict[str, str] | None = None, quiet: bool = False,
+              mulan_codebooks: torch.Tensor | None = None):
+    """The Run, step function and validation of one stage on given tokens (Chapter 6)."""
+    tc, cfg = preset.train, getattr(preset, f"{stage}_stage")
+    st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    config = stage_model_config(stage, preset)
+    model = build_stage_model(config, mulan_codebooks).to(runtime.device)
+    ddp = wrap_ddp(model, runtime)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
+
+    def train_step(step: int) -> dict[str, float]:
+        idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
+        g = step_generator(tc.seed, step, runtime.rank)
+        seq, mask = stage_batch(st, train_tokens, idx, grid, cfg.crop_seconds, g)
+        seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(x) without the text
+        ddp.train()
+        loss, acc = stage_loss(ddp, seq.to(runtime.device), mask.to(runtime.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        return {"loss": float(loss.detach()), "accuracy": float(acc)}
+
+    validate = None if val_tokens is None else (lambda: evaluate_stage(model, stage, preset, val_tokens, tc.batch_size))
+    run = Run(name=f"{stage}-stage-{preset.name}", out_dir=Path(out_dir),
+              config=components.checkpoint_config(f"{stage}-stage", config, preset.name, sources), model=model,
+              optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
+              warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
+              quiet=quiet)
+    return run, train_step, validate
+
+
+def extra_tokens(preset: Preset, codec, semantic, mulan, progress: bool = False) -> TokenSet:
+    """Tokens of the extra training variants (`synthcaps.ensure_extra_variants`), cached (Chapter 6)."""
+    from ..data import synthcaps
+
+    def waves() -> torch.Tensor:  # only called when the cache is missing
+        return torch.as_tensor(synthcaps.waveforms_from_dir(
+            synthcaps.ensure_extra_variants(preset, EXTRA_VARIANTS_PER_SCORE, verbose=progress), "train")).float()
+
+    return cached_tokens(preset, f"train-extra{EXTRA_VARIANTS_PER_SCORE}", codec, semantic, mulan, waves, progress=progress)
+
+
+def training_tokens(preset: Preset, data: str, codec, semantic, mulan, progress: bool = False,
+                    split: str = "train") -> TokenSet:
+    """The split's tokens, plus those of the extra variants for `data="synthcaps+extra"` (Chapter 6).
+
+    `data="sines"` is a quick check (`--steps 2`): 8 (4 for validation) synthetic clips, tokens not cached.
+    """
+    if data not in TRAINING_DATA:
+        raise ValueError(f"the stages train on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {data!r}")
+    if data == "sines":
+        from .codec import sine_clips
+
+        waves = sine_clips(8 if split == "train" else 4, preset.data.clip_seconds, preset.codec.sample_rate,
+                           seed=1 if split == "train" else 2)
+        return extract_tokens(waves, codec, semantic, mulan)
+    tokens = cached_tokens(preset, split, codec, semantic, mulan, progress=progress)
+    if split != "train":
+        return tokens
+    if data == "synthcaps":
+        return tokens
+    more = extra_tokens(preset, codec, semantic, mulan, progress)
+    return TokenSet(*(torch.cat([a, b]) for a, b in zip(tokens.tensors().values(), more.tensors().values())))
+
+
+def train_stage(stage: str, preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """Extract (or reuse) the tokens, then train one stage with `loop.fit` (Chapter 6)."""
+    if args.data not in TRAINING_DATA:
+        raise ValueError(f"the {stage}-stage trains on SynthCaps tokens: --data must be one of "
+                         f"{TRAINING_DATA}, got {args.data!r}")
+    codec, semantic, mulan = components.tokenizers(preset.name, args.checkpoints, runtime.device)
+    sources = components.token_sources(codec, semantic, mulan)
+    # Rank 0 extracts and caches first, so the other ranks only read the file.
+    if runtime.is_main:
+        training_tokens(preset, args.data, codec, semantic, mulan, progress=not args.quiet)
+    if runtime.distributed:
+        torch.distributed.barrier()
+    train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
+    val_tokens = training_tokens(preset, args.data, codec, semantic, mulan, split="validation") if runtime.is_main else None
+    codebooks = mulan.rvq.codebooks.detach().float().cpu()  # (levels, codes, dim)
+    del codec, semantic, mulan  # the tokenizers are not needed any more
+    run, step_fn, validate = stage_run(stage, preset, train_tokens, val_tokens, args.out, runtime, sources, args.quiet,
+                                       codebooks)
+    return fit(run, step_fn, validate, resume=args.resume)
+
+
+def train_semantic_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train semantic-stage`: p(S | M_A) (Chapter 6)."""
+    return train_stage("semantic", preset, args, runtime)
+
+
+def train_coarse_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train coarse-stage`: p(A_1..4 | S, M_A) (Chapter 6)."""
+    return train_stage("coarse", preset, args, runtime)
+
+
+def train_fine_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train fine-stage`: p(A_5..Q | A_1..4) (Chapter 6)."""
+    return train_stage("fine", preset, args, runtime)
+
+
+def measure_stage(model, preset: Preset, root: str | Path | None = None) -> dict:
+    """What `ship <stage>` records: loss and accuracy on fixed crops of the validation and test clips (Chapter 6)."""
+    stage = model.checkpoint_config["config"]["name"]
+    codec, semantic, mulan = components.tokenizers(preset.name, root)
+    out = {}
+    for split in ("validation", "test"):
+        tokens = cached_tokens(preset, split, codec, semantic, mulan)
+        out[split] = {**evaluate_stage(model, stage, preset, tokens), "clips": min(len(tokens), 64)}
+    return out
