@@ -4,7 +4,7 @@ The reader writes `fn(audio, text, log_scale) -> loss`, with
     audio, text: (B, D) unit-norm embeddings, pair i matching (clip i goes with caption i)
     log_scale:   0-d tensor, log of the inverse temperature
     loss:        0-d tensor, the symmetric InfoNCE of CLIP
-`check_contrastive_loss(fn)` grades it against `musiclm_mini.mulan.contrastive_loss`.
+`check_contrastive_loss(fn)` grades it against `musiclm_mini.tokenizers.mulan.contrastive_loss`.
 """
 from __future__ import annotations
 

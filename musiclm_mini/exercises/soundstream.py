@@ -4,7 +4,7 @@ The reader writes `fn(x, weight, bias, stride, dilation) -> y`, with
     x:      (B, C_in, T) float
     weight: (C_out, C_in, K) float, bias: (C_out,) float
     y:      (B, C_out, ceil(T / stride)) float, where y[..., t] depends on x[..., : (t + 1) * stride] only
-`check_causal_conv(fn)` grades it against `musiclm_mini.soundstream.Conv1d(causal=True)`.
+`check_causal_conv(fn)` grades it against `musiclm_mini.tokenizers.soundstream.Conv1d(causal=True)`.
 """
 from __future__ import annotations
 

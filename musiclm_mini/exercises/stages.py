@@ -5,7 +5,7 @@ The reader writes `fn(codes, codebook_size, offset) -> ids`, with
     codebook_size:  codes per RVQ level (K_a)
     offset:         first id of level 1's slice in the stage's vocabulary
     ids:            (B, T * Q) long tensor, position t * Q + q holding offset + q * codebook_size + codes[b, q, t]
-`check_flatten_frames(fn)` grades it against `musiclm_mini.stages.flatten_frames`.
+`check_flatten_frames(fn)` grades it against `musiclm_mini.hierarchy.tokens.flatten_frames`.
 """
 from __future__ import annotations
 
