@@ -117,6 +117,8 @@ class Model:
 
 MODELS: dict[str, Model] = {
     "soundstream": Model("musiclm_mini.tokenizers.soundstream:SoundStream", "musiclm_mini.config:CodecConfig"),
+    "spectral-codec": Model("musiclm_mini.tokenizers.spectral_codec:SpectralCodec",
+                            "musiclm_mini.tokenizers.spectral_codec:SpectralCodecConfig"),
     "w2v-bert": Model("musiclm_mini.tokenizers.w2v_bert:SemanticModel", "musiclm_mini.config:SemanticConfig"),
     "kmeans": Model("musiclm_mini.tokenizers.kmeans:KMeans.from_config", "musiclm_mini.tokenizers.kmeans:KMeansConfig"),
     "mulan": Model("musiclm_mini.tokenizers.mulan:MuLan", "musiclm_mini.config:MuLanConfig"),
@@ -141,6 +143,9 @@ class Component:
 
 COMPONENTS: dict[str, Component] = {c.name: c for c in [
     Component("codec", "3", "musiclm_mini.tokenizers.soundstream:codec_config", "musiclm_mini.train.codec:train_codec"),
+    # The tiny preset's CPU codec (same tokens, frame-rate layers); the stages still read `codec` (Chapter 3).
+    Component("spectral-codec", "3", "musiclm_mini.tokenizers.spectral_codec:spectral_codec_config",
+              "musiclm_mini.train.spectral_codec:train_spectral_codec"),
     Component("w2v-bert", "4", "musiclm_mini.tokenizers.w2v_bert:w2v_bert_config",
               "musiclm_mini.train.w2v_bert:train_w2v_bert"),
     Component("kmeans", "4", "musiclm_mini.tokenizers.kmeans:kmeans_config", "musiclm_mini.train.w2v_bert:train_kmeans",

@@ -133,6 +133,20 @@ class CodecOutput:
     commit_loss: torch.Tensor  # () the RVQ commitment loss
 
 
+def check_tokens(tokens: torch.Tensor, rvq) -> torch.Tensor:
+    """(q, T') or (B, q, T') codes of the first q <= Q levels -> (B, q, T') long, else one ValueError (Chapter 3).
+
+    The check at the door of every codec's `decode` (SoundStream, the spectral codec).
+    """
+    if tokens.ndim == 2:
+        tokens = tokens.unsqueeze(0)
+    if tokens.ndim != 3 or not 1 <= tokens.shape[1] <= rvq.num_quantizers:
+        raise ValueError(f"tokens must be (B, q, T') with 1 <= q <= {rvq.num_quantizers}, got shape {tuple(tokens.shape)}")
+    if tokens.min() < 0 or tokens.max() >= rvq.codebook_size:
+        raise ValueError(f"token ids must lie in [0, {rvq.codebook_size})")
+    return tokens.long()
+
+
 class SoundStream(nn.Module):
     """Encoder + residual vector quantizer + decoder (Chapter 3).
 
@@ -174,14 +188,7 @@ class SoundStream(nn.Module):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens (B, q, T') with q <= Q levels -> waveform (B, T' * hop) (Chapter 3)."""
-        if tokens.ndim == 2:
-            tokens = tokens.unsqueeze(0)
-        levels = self.cfg.rvq.num_quantizers
-        if tokens.ndim != 3 or not 1 <= tokens.shape[1] <= levels:
-            raise ValueError(f"tokens must be (B, q, T') with 1 <= q <= {levels}, got shape {tuple(tokens.shape)}")
-        if tokens.min() < 0 or tokens.max() >= self.cfg.rvq.codebook_size:
-            raise ValueError(f"token ids must lie in [0, {self.cfg.rvq.codebook_size})")
-        return self.decoder(self.quantizer.decode(tokens.long()))
+        return self.decoder(self.quantizer.decode(check_tokens(tokens, self.cfg.rvq)))
 
     @torch.no_grad()
     def reconstruct(self, wave: torch.Tensor, n_q: int | None = None) -> torch.Tensor:

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-        p.add_argument("--data", default=None, help="synthcaps (default), synthcaps+extra (stages), or sines "
+        p.add_argument("--data", default=None, help="synthcaps (default), synthcaps+extra (stages), synthcaps+codec (spectral codec), or sines "
                                                      "(all but mulan: a quick synthetic set)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--checkpoints", type=Path, default=None,

@@ -29,6 +29,9 @@ class Recipe:
 RECIPES: dict[tuple[str, str], Recipe] = {
     # Chapter 3: 2000 steps, then resumed to a 3500-step schedule (see codec-tiny/README.md).
     ("codec", "tiny"): Recipe(steps=3500, batch_size=8, val_every=250, checkpoint_every=100, threads=1),
+    # Chapter 3: the CPU codec, on SynthCaps' training clips plus 1,200 clips of 300 scores SynthCaps never uses.
+    ("spectral-codec", "tiny"): Recipe(steps=4500, batch_size=8, lr=5e-4, val_every=250, checkpoint_every=250,
+                                       threads=1, data="synthcaps+codec"),
     # Chapter 4: the preset's 2000 AdamW steps; then k-means and the MFCC baseline on the shipped model.
     ("w2v-bert", "tiny"): Recipe(threads=1),
     ("kmeans", "tiny"): Recipe(threads=1),

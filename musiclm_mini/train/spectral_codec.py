@@ -1,0 +1,135 @@
+"""Training the spectral codec: `python -m musiclm_mini.train spectral-codec --preset tiny` (Chapter 3).
+
+Not in MusicLM: the `tiny` preset's CPU codec (`tokenizers/spectral_codec.py`). One step is
+SoundStream's (`train/codec.py`) with Vocos' reconstruction loss: an L1 distance between log-mel
+spectrograms at several resolutions, which is also what the book's mel distance measures. The STFT
+discriminator joins at `SpectralCodecTraining.adversarial_start`.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torchaudio
+
+from ..components import checkpoint_config
+from ..config import Preset
+from ..tokenizers.codec_losses import STFTDiscriminator, discriminator_loss, feature_matching_loss, hinge_generator_loss
+from ..tokenizers.spectral_codec import SpectralCodec, spectral_codec_config
+from .codec import codec_batch, level_figures, load_splits, record_data
+from .distributed import Runtime, unwrap, wrap_ddp
+from .loop import Run, fit
+
+
+@dataclass(frozen=True)
+class SpectralCodecTraining:
+    """Training settings of the spectral codec (not its identity: changing them keeps checkpoints loadable)."""
+
+    crop_seconds: float = 1.0
+    warmup_steps: int = 200
+    betas: tuple[float, float] = (0.8, 0.99)  # Vocos' AdamW betas
+    mel_windows: tuple[int, ...] = (512, 1024, 2048)
+    weight_mel: float = 15.0
+    weight_adversarial: float = 1.0
+    weight_feature: float = 5.0
+    # On one CPU thread the STFT discriminator costs more than the codec: no adversarial phase yet.
+    adversarial_start: int = 1_000_000
+    disc_channels: int = 16
+    disc_window: int = 1024
+    codec_audio_scores: int = 300  # --data synthcaps+codec: clips of corpus scores SynthCaps never uses
+    codec_audio_per_score: int = 4
+
+
+TRAINING = SpectralCodecTraining()
+
+
+@lru_cache(maxsize=8)
+def _mel(sample_rate: int, window: int) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=window, hop_length=window // 4,
+                                                n_mels=64, power=2.0)
+
+
+def log_mel_loss(x: torch.Tensor, y: torch.Tensor, sample_rate: int, windows: tuple[int, ...]) -> torch.Tensor:
+    """Mean over windows of mean |log mel(x) - log mel(y)|, power mels as in the book's mel distance (Chapter 3)."""
+    total = x.new_zeros(())
+    for w in windows:
+        mel = _mel(sample_rate, w).to(x.device)
+        total = total + (torch.log(mel(x) + 1e-5) - torch.log(mel(y) + 1e-5)).abs().mean()
+    return total / len(windows)
+
+
+def spectral_codec_step(codec, disc, opt_g, opt_d, wave: torch.Tensor, step: int, sample_rate: int,
+                        training: SpectralCodecTraining = TRAINING) -> dict[str, float]:
+    """One generator update (and a discriminator update once adversarial training has started) (Chapter 3)."""
+    codec.train()
+    out = codec(wave)  # reconstruction (B, T), codes (B, Q', T'), commit loss
+    losses = {"mel": log_mel_loss(wave, out.audio, sample_rate, training.mel_windows), "commit": out.commit_loss}
+    total = training.weight_mel * losses["mel"] + out.commit_loss
+    adversarial = step >= training.adversarial_start
+    if adversarial:  # the generator's loss reads the bare discriminator: its gradients there are thrown away
+        fake_logits, fake_features = unwrap(disc)(out.audio)
+        with torch.no_grad():
+            _, real_features = unwrap(disc)(wave)
+        losses["adversarial"] = hinge_generator_loss(fake_logits)
+        losses["feature"] = feature_matching_loss(real_features, fake_features)
+        total = total + training.weight_adversarial * losses["adversarial"] + training.weight_feature * losses["feature"]
+    opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+    opt_g.step()
+    if adversarial:
+        opt_d.zero_grad(set_to_none=True)
+        losses["discriminator"] = discriminator_loss(disc, wave, out.audio)
+        losses["discriminator"].backward()
+        opt_d.step()
+    logged = {k: float(v.detach()) for k, v in losses.items()}
+    logged["levels"] = float(out.codes.shape[1])
+    return logged
+
+
+def training_audio(preset: Preset, data: str, training: SpectralCodecTraining = TRAINING) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation waveforms; `--data synthcaps+codec` adds the codec-only audio to training."""
+    base = "synthcaps" if data == "synthcaps+codec" else data
+    train, val = load_splits(preset, base)
+    if data == "synthcaps+codec":
+        from ..data.codec_audio import codec_audio_waveforms, ensure_codec_audio
+
+        folder = ensure_codec_audio(preset, training.codec_audio_scores, training.codec_audio_per_score, verbose=True)
+        train = torch.cat([train, codec_audio_waveforms(folder)[:, : train.shape[1]]])
+    return train, val
+
+
+def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """The `spectral-codec` subcommand of `python -m musiclm_mini.train` (Chapter 3)."""
+    cfg, tc, training = spectral_codec_config(preset), preset.train, TRAINING
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    codec = SpectralCodec(cfg).to(runtime.device)
+    disc = STFTDiscriminator(channels=training.disc_channels, window=training.disc_window).to(runtime.device)
+    opt_g = torch.optim.AdamW(codec.parameters(), lr=tc.learning_rate, betas=training.betas)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=tc.learning_rate, betas=training.betas)
+    codec_ddp, disc_ddp = wrap_ddp(codec, runtime), wrap_ddp(disc, runtime)
+    torch.manual_seed(tc.seed + runtime.rank)
+
+    train_waves, val_waves = training_audio(preset, args.data, training)
+    if runtime.is_main:
+        record_data(preset, "synthcaps" if args.data == "synthcaps+codec" else args.data, args.out, resume=args.resume)
+    crop = int(training.crop_seconds * cfg.sample_rate)
+    val_clips = val_waves[:8, : 4 * cfg.sample_rate]  # as SoundStream's: 8 held-out clips, 4 s each
+
+    def step_fn(step: int) -> dict[str, float]:
+        wave = codec_batch(train_waves, tc.batch_size, crop, step, tc.seed, runtime.rank, runtime.world_size)
+        return spectral_codec_step(codec_ddp, disc_ddp, opt_g, opt_d, wave.to(runtime.device), step,
+                                   cfg.sample_rate, training)
+
+    def validate() -> dict[str, float]:
+        return {**level_figures(codec, val_clips), "cpu_minutes": run.elapsed / 60}
+
+    run = Run(name=f"spectral-codec-{preset.name}", out_dir=args.out,
+              config=checkpoint_config("spectral-codec", cfg, preset.name), model=codec,
+              optimizers={"generator": opt_g, "discriminator": opt_d}, runtime=runtime, steps=tc.steps,
+              base_lr=tc.learning_rate, warmup=training.warmup_steps, val_every=tc.val_every,
+              checkpoint_every=tc.checkpoint_every, seed=tc.seed, extra_modules={"discriminator": disc},
+              quiet=args.quiet)
+    return fit(run, step_fn, validate, resume=args.resume)

@@ -1,0 +1,69 @@
+"""The spectral codec (Chapter 3): SoundStream's token interface, frame-rate layers, a training step that learns."""
+import dataclasses
+
+import pytest
+import torch
+
+from musiclm_mini.config import RVQConfig, get_preset
+from musiclm_mini.errors import AudioError
+from musiclm_mini.tokenizers.soundstream import SoundStream
+from musiclm_mini.tokenizers.spectral_codec import SpectralCodec, SpectralCodecConfig, spectral_codec_config
+from musiclm_mini.train.codec import sine_clips
+from musiclm_mini.train.spectral_codec import TRAINING, log_mel_loss, spectral_codec_step
+
+SMALL = SpectralCodecConfig(dim=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1), rvq=RVQConfig(4, 32, 16))
+
+
+def test_same_token_interface_as_the_presets_soundstream():
+    preset = get_preset("tiny")
+    spectral, soundstream = SpectralCodec(spectral_codec_config(preset)), SoundStream(preset.codec)
+    wave = 0.1 * torch.randn(2, 24_000 + 100)  # not a whole number of frames
+    a, b = spectral.encode(wave), soundstream.encode(wave)
+    assert a.shape == b.shape == (2, 8, 26) and spectral.hop == soundstream.hop == 960
+    assert int(a.max()) < preset.codec.rvq.codebook_size
+    assert spectral.decode(a[:, :3]).shape == (2, 26 * 960)  # any depth decodes
+    assert spectral.reconstruct(wave).shape == wave.shape
+
+
+def test_decoder_layers_run_at_frame_rate_only():
+    codec = SpectralCodec(SMALL)
+    lengths = []
+    positions = lambda m, i, o: lengths.append(o.shape[-2] if isinstance(m, torch.nn.Linear) else o.shape[-1])
+    hooks = [m.register_forward_hook(positions) for m in codec.decoder.modules()
+             if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d, torch.nn.Linear))]
+    codec.decode(torch.zeros(1, 4, 10, dtype=torch.long))  # 10 token frames = 9,600 samples
+    for h in hooks:
+        h.remove()
+    assert max(lengths) == 10 * SMALL.upsample  # 40 STFT frames, never 9,600 samples
+
+
+def test_bad_input_is_refused_with_a_clear_error():
+    codec = SpectralCodec(SMALL)
+    with pytest.raises(AudioError, match="NaN"):
+        codec.encode(torch.full((1, 1000), float("nan")))
+    with pytest.raises(AudioError, match="empty"):
+        codec.encode(torch.zeros(1, 0))
+    with pytest.raises(ValueError, match="lie in"):
+        codec.decode(torch.full((1, 2, 5), 32))
+    with pytest.raises(ValueError, match="levels|1 <= q"):
+        codec.decode(torch.zeros(1, 5, 5, dtype=torch.long))
+
+
+def test_log_mel_loss_is_zero_for_identical_audio_and_grows_with_noise():
+    x = sine_clips(2, 0.5, 24_000, seed=0)
+    assert float(log_mel_loss(x, x, 24_000, (512, 1024))) == pytest.approx(0.0, abs=1e-6)
+    small = float(log_mel_loss(x, x + 1e-3 * torch.randn_like(x), 24_000, (512, 1024)))
+    large = float(log_mel_loss(x, x + 1e-2 * torch.randn_like(x), 24_000, (512, 1024)))
+    assert 0 < small < large
+
+
+def test_a_few_steps_lower_the_loss_on_fixed_clips():
+    torch.manual_seed(0)
+    codec = SpectralCodec(SMALL)
+    opt = torch.optim.AdamW(codec.parameters(), lr=3e-3)
+    wave = sine_clips(4, 0.4, 24_000, seed=3)
+    training = dataclasses.replace(TRAINING, mel_windows=(512,))
+    first = spectral_codec_step(codec, None, opt, None, wave, 0, 24_000, training)["mel"]
+    for step in range(1, 40):
+        last = spectral_codec_step(codec, None, opt, None, wave, step, 24_000, training)["mel"]
+    assert last < 0.7 * first
