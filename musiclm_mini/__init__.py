@@ -4,22 +4,26 @@ Chapter -> modules (paper section in each module's docstring):
 
     1  Audio data             data/ (synthcaps, scores, render, captions, realdata), audio.py, paper.py
     2  Residual VQ            tokenizers/quantize.py
-    3  SoundStream            tokenizers/soundstream.py, codec_losses.py, codec_eval.py; train/codec.py
+    3  SoundStream            tokenizers/soundstream.py, codec_losses.py, codec_eval.py; train/codec.py;
+                              the tiny CPU codec: tokenizers/spectral_codec.py, data/codec_audio.py,
+                              train/spectral_codec.py; Opus as a yardstick: tokenizers/opus.py
     4  Semantic tokens        tokenizers/w2v_bert.py, conformer.py, kmeans.py, mfcc.py, token_probes.py;
                               train/w2v_bert.py
     5  MuLan                  tokenizers/mulan.py, mulan_text.py; train/mulan.py
     6  The three stages       hierarchy/transformer.py (the generic decoder), tokens.py (vocabularies and
                               sequence layouts), sampling.py (temperature, guidance, windows),
-                              stage_models.py, token_cache.py, mulan_embedding.py; train/stages.py
-    7  Text to music          musiclm.py, __main__.py (`python -m musiclm_mini generate ...`)
-    8- (to come)              evaluation/, melody/, long.py, memorization.py
+                              stage_models.py, token_cache.py, mulan_embedding.py, ngram.py (count
+                              baselines); train/stages.py; text to music: musiclm.py, __main__.py
+                              (`python -m musiclm_mini generate ...`)
+    7  Evaluation, Table 1    evaluation/ (fad, kld, tagger, train_tagger, transcribe, listening)
+    8- (to come)              melody/, long.py, memorization.py
 
 Across chapters:
 
     config.py       the presets `tiny`, `colab`, `paper` (frozen dataclasses)
     components.py   the one component API: `load(component, preset=..., path=...)`, checkpoint folders,
-                    fingerprints; every trained part (codec, w2v-bert, kmeans, mfcc, mulan,
-                    semantic-stage, coarse-stage, fine-stage) is registered there
+                    fingerprints; every trained part (codec, spectral-codec, w2v-bert, kmeans,
+                    mfcc, mulan, semantic-stage, coarse-stage, fine-stage) is registered there
     checkpoint.py   safetensors + JSON checkpoints, written atomically, never pickled
     train/          `python -m musiclm_mini.train <component>` (recipes, loop, DDP) and `... train ship`
     exercises/      the chapters' exercises and their graders
