@@ -106,11 +106,20 @@ def codec_train_step(cfg: CodecConfig, codec, discriminator, opt_g, opt_d, wave:
     adversarial = cfg.adversarial_start is not None and step >= cfg.adversarial_start
     # The generator's loss reads the bare discriminator: its gradients there are thrown away.
     losses = generator_losses(cfg, wave, out.audio, out.commit_loss, unwrap(discriminator) if adversarial else None)
+    return update_codec(codec, discriminator if adversarial else None, opt_g, opt_d, losses, wave, out, grad_clip)
+
+
+def update_codec(codec, discriminator, opt_g, opt_d, losses: dict, wave: torch.Tensor, out, grad_clip: float = 1.0
+                 ) -> dict[str, float]:
+    """Step the codec on `losses["total"]`, then (with a discriminator) the discriminator; logged floats (Chapter 3).
+
+    Shared by every codec's training step (SoundStream here, the spectral codec in `spectral_codec.py`).
+    """
     opt_g.zero_grad(set_to_none=True)
     losses["total"].backward()
     torch.nn.utils.clip_grad_norm_(codec.parameters(), grad_clip)
     opt_g.step()
-    if adversarial:
+    if discriminator is not None:
         # One forward pass on real and fake together, so DDP sees each weight used once.
         opt_d.zero_grad(set_to_none=True)
         losses["discriminator"] = discriminator_loss(discriminator, wave, out.audio)

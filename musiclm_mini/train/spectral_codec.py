@@ -16,9 +16,9 @@ import torchaudio
 
 from ..components import checkpoint_config
 from ..config import Preset
-from ..tokenizers.codec_losses import STFTDiscriminator, discriminator_loss, feature_matching_loss, hinge_generator_loss
+from ..tokenizers.codec_losses import STFTDiscriminator, feature_matching_loss, hinge_generator_loss
 from ..tokenizers.spectral_codec import SpectralCodec, spectral_codec_config
-from .codec import codec_batch, level_figures, load_splits, record_data
+from .codec import codec_batch, level_figures, load_splits, record_data, update_codec
 from .distributed import Runtime, unwrap, wrap_ddp
 from .loop import Run, fit
 
@@ -75,18 +75,8 @@ def spectral_codec_step(codec, disc, opt_g, opt_d, wave: torch.Tensor, step: int
         losses["adversarial"] = hinge_generator_loss(fake_logits)
         losses["feature"] = feature_matching_loss(real_features, fake_features)
         total = total + training.weight_adversarial * losses["adversarial"] + training.weight_feature * losses["feature"]
-    opt_g.zero_grad(set_to_none=True)
-    total.backward()
-    torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
-    opt_g.step()
-    if adversarial:
-        opt_d.zero_grad(set_to_none=True)
-        losses["discriminator"] = discriminator_loss(disc, wave, out.audio)
-        losses["discriminator"].backward()
-        opt_d.step()
-    logged = {k: float(v.detach()) for k, v in losses.items()}
-    logged["levels"] = float(out.codes.shape[1])
-    return logged
+    losses["total"] = total
+    return update_codec(codec, disc if adversarial else None, opt_g, opt_d, losses, wave, out)
 
 
 def training_audio(preset: Preset, data: str, training: SpectralCodecTraining = TRAINING) -> tuple[torch.Tensor, torch.Tensor]:
