@@ -9,7 +9,7 @@ from musiclm_mini.errors import AudioError
 from musiclm_mini.tokenizers.soundstream import SoundStream
 from musiclm_mini.tokenizers.spectral_codec import SpectralCodec, SpectralCodecConfig, spectral_codec_config
 from musiclm_mini.train.codec import sine_clips
-from musiclm_mini.train.spectral_codec import TRAINING, log_mel_loss, spectral_codec_step
+from musiclm_mini.train.spectral_codec import TRAINING, log_mel_loss, phase_derivative_loss, spectral_codec_step, stft_loss
 
 SMALL = SpectralCodecConfig(dim=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1), rvq=RVQConfig(4, 32, 16))
 
@@ -67,3 +67,20 @@ def test_a_few_steps_lower_the_loss_on_fixed_clips():
     for step in range(1, 40):
         last = spectral_codec_step(codec, None, opt, None, wave, step, 24_000, training)["mel"]
     assert last < 0.7 * first
+
+
+def test_stft_loss_is_zero_for_identical_audio_and_grows_with_noise():
+    x = sine_clips(2, 0.5, 24_000, seed=0)
+    assert float(stft_loss(x, x, (1024, 2048))) == pytest.approx(0.0, abs=1e-6)
+    small = float(stft_loss(x, x + 1e-3 * torch.randn_like(x), (1024, 2048)))
+    large = float(stft_loss(x, x + 1e-2 * torch.randn_like(x), (1024, 2048)))
+    assert 0 < small < large
+
+
+def test_phase_derivative_loss_ignores_the_absolute_phase_but_not_the_frequency():
+    t = torch.arange(12_000) / 24_000
+    tone = lambda hz, phase: torch.sin(2 * torch.pi * hz * t + phase)[None]  # (1, T)
+    shifted = float(phase_derivative_loss(tone(440, 0.0), tone(440, 1.3), 960, 240))
+    detuned = float(phase_derivative_loss(tone(440, 0.0), tone(452, 0.0), 960, 240))
+    noisy = float(phase_derivative_loss(tone(440, 0.0), torch.randn(1, 12_000), 960, 240))
+    assert shifted < 0.1 < 0.3 < detuned and noisy > 0.8, (shifted, detuned, noisy)  # edge frames: not 0

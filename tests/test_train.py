@@ -77,6 +77,28 @@ def test_existing_checkpoint_needs_resume_and_the_same_config(tmp_path, capsys):
           "config.channels: checkpoint has 4, expected 8", capsys)
 
 
+def test_stop_at_pauses_a_run_that_resumes_exactly(tmp_path):
+    common = [*SMALL, "--steps", "4", "--checkpoint-every", "100", "--val-every", "100"]
+    main(["codec", *common, "--out", str(tmp_path / "a")])
+    main(["codec", *common, "--out", str(tmp_path / "b"), "--stop-at", "3"])
+    assert load_checkpoint(tmp_path / "b").train_state["step"] == 3  # checkpointed at the pause
+    main(["codec", *common, "--out", str(tmp_path / "b"), "--resume"])
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same schedule, same weights
+
+
+def test_init_warm_starts_a_fresh_run_from_other_weights(tmp_path, capsys):
+    main(["codec", *SMALL, "--steps", "2", "--lr", "0.05", "--out", str(tmp_path / "a")])  # far from the seed's start
+    main(["codec", *SMALL, "--steps", "1", "--lr", "1e-6", "--out", str(tmp_path / "b"), "--init", str(tmp_path / "a")])
+    main(["codec", *SMALL, "--steps", "1", "--lr", "1e-6", "--out", str(tmp_path / "c")])
+    a, b, c = (load_file(str(tmp_path / d / "model.safetensors")) for d in "abc")
+    conv = next(k for k in a if k.endswith("weight") and a[k].dim() == 3)  # a convolution: no EMA, only AdamW
+    assert torch.allclose(a[conv], b[conv], atol=1e-5)  # one tiny step from a's weights
+    assert not torch.allclose(a[conv], c[conv], atol=1e-3)  # a fresh run starts elsewhere
+    fails(["codec", *SMALL, "--set", "codec.channels=8", "--steps", "1", "--out", str(tmp_path / "d"),
+           "--init", str(tmp_path / "a")], "config.channels: checkpoint has 4, expected 8", capsys)
+
+
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

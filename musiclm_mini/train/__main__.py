@@ -3,6 +3,7 @@
     python -m musiclm_mini.train <component> --preset tiny      # the recipe of the shipped checkpoint
     python -m musiclm_mini.train codec --preset tiny --steps 2 --out runs/smoke --set codec.channels=8
     python -m musiclm_mini.train ship codec --preset tiny       # runs/codec-tiny -> musiclm_mini/checkpoints
+    python -m musiclm_mini.train campaign --preset tiny         # resume, judge on validation, ship if better
     torchrun --nproc_per_node 4 -m musiclm_mini.train codec --preset colab     # several GPUs (DDP)
 
 Components are the ones of `components.COMPONENTS`, each with a trainer `(preset, args, runtime)` that
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--checkpoint-every", type=int)
         p.add_argument("--out", type=Path, help="checkpoint directory (default runs/<component>-<preset>)")
         p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+        p.add_argument("--stop-at", type=int, default=None,
+                       help="pause at this step (checkpointed); the schedule still runs to --steps")
+        p.add_argument("--init", type=Path, default=None,
+                       help="a fresh run starts from these weights (a checkpoint folder of the same config)")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
         p.add_argument("--data", default=None, help="synthcaps (default), synthcaps+extra (stages), synthcaps+codec (spectral codec), or sines "
@@ -98,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--checkpoints", type=Path, default=None,
                       help="folder to ship into (default: the package's musiclm_mini/checkpoints)")
     ship.add_argument("--device", default=None)
+    campaign = sub.add_parser("campaign", help="resume every unfinished leg, judge on validation, ship what is better")
+    campaign.add_argument("--preset", default=None, choices=PRESET_NAMES)
+    campaign.add_argument("--only", nargs="+", default=None, metavar="COMPONENT", help="these legs only")
+    campaign.add_argument("--device", default=None)
     return parser
 
 
@@ -130,6 +139,10 @@ def run(args: argparse.Namespace):
         source = args.source or Path("runs") / f"{args.name}-{args.preset}"
         print("shipped to", ship(args.name, source, args.preset, args.checkpoints))
         return None
+    if args.component == "campaign":
+        from .campaign import main as campaign
+
+        return campaign(args.preset, args.only, train=lambda argv: run(build_parser().parse_args(argv)))
     args = apply_recipe(args)
     if args.threads:
         torch.set_num_threads(args.threads)

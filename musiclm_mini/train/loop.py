@@ -136,13 +136,22 @@ def _trim_log(path: Path, step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
+def fit_options(args) -> dict:
+    """`fit`'s keyword arguments from the command line: --resume, --init, --stop-at (Chapter 3)."""
+    return {"resume": args.resume, "init_from": getattr(args, "init", None), "stop_at": getattr(args, "stop_at", None)}
+
+
 def fit(run: Run, train_step: Callable[[int], dict[str, float]],
-        validate: Callable[[], dict[str, float]] | None = None, resume: bool = False) -> Run:
+        validate: Callable[[], dict[str, float]] | None = None, resume: bool = False,
+        init_from: Path | None = None, stop_at: int | None = None) -> Run:
     """Train `run` to `run.steps` steps, validating and checkpointing on the way (Chapter 3).
 
     `train_step(step)` does one optimisation step (its data must depend only on the step) and
     returns losses as floats; `validate()` returns held-out figures. Resuming continues from the
-    checkpoint in `run.out_dir` and ends with the same weights as an uninterrupted run.
+    checkpoint in `run.out_dir` and ends with the same weights as an uninterrupted run. A fresh run
+    may start from the weights of `init_from` (a shipped checkpoint of the same config), with new
+    optimizer state and schedule: a warm start. `stop_at` pauses the run at that step, validated and
+    checkpointed, with the schedule still that of `run.steps` (a campaign trains in chunks).
     """
     from tqdm.auto import tqdm
 
@@ -152,11 +161,15 @@ def fit(run: Run, train_step: Callable[[int], dict[str, float]],
     elif run.runtime.is_main and (run.out_dir / "model.safetensors").exists():
         raise CheckpointError(f"{run.out_dir} already holds a checkpoint: pass --resume to continue it, "
                               f"or choose another --out")
-    elif run.runtime.is_main:
-        (run.out_dir / "log.jsonl").unlink(missing_ok=True)
+    else:
+        if run.runtime.is_main:
+            (run.out_dir / "log.jsonl").unlink(missing_ok=True)
+        if init_from is not None:
+            unwrap(run.model).load_state_dict(load_checkpoint(init_from, run.config).model_state)
     bar = tqdm(total=run.steps, initial=run.step, desc=run.name, disable=run.quiet or not run.runtime.is_main,
                dynamic_ncols=True)
-    while run.step < run.steps:
+    end = run.steps if stop_at is None else min(run.steps, stop_at)
+    while run.step < end:
         start = time.perf_counter()
         lr = learning_rate(run.step, run.base_lr, run.warmup, run.steps)
         for opt in run.optimizers.values():
@@ -167,14 +180,14 @@ def fit(run: Run, train_step: Callable[[int], dict[str, float]],
         run.elapsed += time.perf_counter() - start
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]})
-        if run.step % 10 == 0 or run.step == run.steps:
+        if run.step % 10 == 0 or run.step == end:
             run.log({"step": run.step, "lr": lr, **losses})
-        if validate is not None and run.runtime.is_main and (run.step % run.val_every == 0 or run.step == run.steps):
+        if validate is not None and run.runtime.is_main and (run.step % run.val_every == 0 or run.step == end):
             figures = validate()
             run.history.append({"step": run.step, **figures})
             run.log({"step": run.step, "validation": figures})
             bar.write(f"[{run.name}] step {run.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
-        if run.step % run.checkpoint_every == 0 or run.step == run.steps:
+        if run.step % run.checkpoint_every == 0 or run.step == end:
             run.save()
     bar.close()
     return run

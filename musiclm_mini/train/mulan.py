@@ -25,7 +25,7 @@ from ..components import checkpoint_config
 from ..config import Preset
 from ..tokenizers.mulan import MuLan, audio_windows
 from .distributed import Runtime, wrap_ddp
-from .loop import Run, batch_indices, fit, step_generator
+from .loop import Run, batch_indices, fit, fit_options, step_generator
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def train_mulan(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> R
               model=model, optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
               warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every,
               seed=tc.seed, quiet=args.quiet)
-    fit(run, step_fn, validate, resume=args.resume)
+    fit(run, step_fn, validate, **fit_options(args))
     if runtime.is_main:
         finish(run, model, train_waves, preset)
     return run

@@ -20,7 +20,7 @@ from ..tokenizers.codec_losses import STFTDiscriminator, feature_matching_loss, 
 from ..tokenizers.spectral_codec import SpectralCodec, spectral_codec_config
 from .codec import codec_batch, level_figures, load_splits, record_data, update_codec
 from .distributed import Runtime, unwrap, wrap_ddp
-from .loop import Run, fit
+from .loop import Run, fit, fit_options
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class SpectralCodecTraining:
     betas: tuple[float, float] = (0.8, 0.99)  # Vocos' AdamW betas
     mel_windows: tuple[int, ...] = (512, 1024, 2048)
     weight_mel: float = 15.0
+    # Linear-frequency STFT loss at long windows: 64 mel bands cannot see harmonics, a 4096-sample window can.
+    stft_windows: tuple[int, ...] = (2048, 4096)
+    weight_stft: float = 0.0
+    # Phase coherence without a discriminator: instantaneous frequency and group delay (APNet's idea).
+    weight_phase: float = 0.0
     weight_adversarial: float = 1.0
     weight_feature: float = 5.0
     # On one CPU thread the STFT discriminator costs more than the codec: no adversarial phase yet.
@@ -60,6 +65,47 @@ def log_mel_loss(x: torch.Tensor, y: torch.Tensor, sample_rate: int, windows: tu
     return total / len(windows)
 
 
+def stft_loss(x: torch.Tensor, y: torch.Tensor, windows: tuple[int, ...]) -> torch.Tensor:
+    """Multi-resolution STFT loss (Yamamoto et al., 2020): spectral convergence + L1 of log magnitudes (Chapter 3).
+
+    Spectral convergence, || |X| - |Y| ||_F / || |X| ||_F, is dominated by the loudest bins, the partials of
+    the notes; at a long window each partial is a narrow peak, so a smeared or noisy partial costs much.
+    """
+    total = x.new_zeros(())
+    for w in windows:
+        window = torch.hann_window(w, device=x.device)
+        mx = torch.stft(x, w, w // 4, window=window, return_complex=True).abs()  # (B, F, N)
+        my = torch.stft(y, w, w // 4, window=window, return_complex=True).abs()
+        convergence = torch.linalg.vector_norm(mx - my) / (torch.linalg.vector_norm(mx) + 1e-7)
+        total = total + convergence + (torch.log(mx + 1e-5) - torch.log(my + 1e-5)).abs().mean()
+    return total / len(windows)
+
+
+def _wrapped_difference_loss(zx: torch.Tensor, zy: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of 1 - cos(angle(zy) - angle(zx)): 0 when the phase differences agree, wrap-free."""
+    z = zy * zx.conj()
+    cosine = z.real / (z.abs() + 1e-4)
+    return (weight * (1 - cosine)).sum() / (weight.sum() + 1e-7)
+
+
+def phase_derivative_loss(x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """How far y's phase *derivatives* are from x's, weighted by x's magnitude (Chapter 3).
+
+    Along time, the phase advance between frames is the instantaneous frequency of a partial: a held
+    note advances steadily, a noisy one at random. Along frequency it is the group delay: when the
+    note starts. Both ignore the absolute phase, which no decoder can know from magnitudes.
+    """
+    window = torch.hann_window(n_fft, device=x.device)
+    sx = torch.stft(x, n_fft, hop, window=window, return_complex=True)  # (B, F, N)
+    sy = torch.stft(y, n_fft, hop, window=window, return_complex=True)
+    mx = sx.abs()
+    in_time = _wrapped_difference_loss(sx[..., 1:] * sx[..., :-1].conj(), sy[..., 1:] * sy[..., :-1].conj(),
+                                       mx[..., 1:] * mx[..., :-1])
+    in_freq = _wrapped_difference_loss(sx[:, 1:] * sx[:, :-1].conj(), sy[:, 1:] * sy[:, :-1].conj(),
+                                       mx[:, 1:] * mx[:, :-1])
+    return in_time + in_freq
+
+
 def spectral_codec_step(codec, disc, opt_g, opt_d, wave: torch.Tensor, step: int, sample_rate: int,
                         training: SpectralCodecTraining = TRAINING) -> dict[str, float]:
     """One generator update (and a discriminator update once adversarial training has started) (Chapter 3)."""
@@ -67,6 +113,13 @@ def spectral_codec_step(codec, disc, opt_g, opt_d, wave: torch.Tensor, step: int
     out = codec(wave)  # reconstruction (B, T), codes (B, Q', T'), commit loss
     losses = {"mel": log_mel_loss(wave, out.audio, sample_rate, training.mel_windows), "commit": out.commit_loss}
     total = training.weight_mel * losses["mel"] + out.commit_loss
+    if training.weight_stft > 0:
+        losses["stft"] = stft_loss(wave, out.audio, training.stft_windows)
+        total = total + training.weight_stft * losses["stft"]
+    if training.weight_phase > 0:
+        cfg = unwrap(codec).cfg
+        losses["phase"] = phase_derivative_loss(wave, out.audio, cfg.n_fft, cfg.frame_hop)
+        total = total + training.weight_phase * losses["phase"]
     adversarial = step >= training.adversarial_start
     if adversarial:  # the generator's loss reads the bare discriminator: its gradients there are thrown away
         fake_logits, fake_features = unwrap(disc)(out.audio)
@@ -91,6 +144,36 @@ def training_audio(preset: Preset, data: str, training: SpectralCodecTraining = 
     return train, val
 
 
+def note_figures(preset: Preset, waves: torch.Tensor):
+    """A validation check with an independent ear: basic-pitch's note F1 of reconstructions of whole
+    validation clips against their SynthCaps scores, and its ratio to the originals' (Chapter 3)."""
+    from ..data import synthcaps
+    from ..evaluation.transcribe import score_against_synthcaps
+
+    sr, folder = preset.data.sample_rate, synthcaps.dataset_dir(preset)
+    labels = synthcaps.split_labels(preset, "validation")[: len(waves)]
+
+    def mean_f1(audio: torch.Tensor) -> float:
+        return sum(r["f1"] for r in score_against_synthcaps(audio.numpy(), sr, folder, labels)) / len(labels)
+
+    original = mean_f1(waves)
+
+    def figures(codec) -> dict[str, float]:
+        f1 = mean_f1(codec.reconstruct(waves))
+        return {"note_f1": f1, "note_f1_ratio": f1 / original}
+
+    return figures
+
+
+def judge_codec(codec, preset: Preset) -> dict[str, float]:
+    """The campaign's validation figures for a codec: mel distance and SI-SNR on 8 clips of 4 s, note F1
+    on the same 8 whole clips (Chapter 3)."""
+    from ..data import synthcaps
+
+    waves = synthcaps.split_waveforms(preset, "validation")[:8]
+    return {**level_figures(codec, waves[:, : 4 * preset.data.sample_rate]), **note_figures(preset, waves)(codec)}
+
+
 def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
     """The `spectral-codec` subcommand of `python -m musiclm_mini.train` (Chapter 3)."""
     cfg, tc, training = spectral_codec_config(preset), preset.train, TRAINING
@@ -113,8 +196,10 @@ def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runt
         return spectral_codec_step(codec_ddp, disc_ddp, opt_g, opt_d, wave.to(runtime.device), step,
                                    cfg.sample_rate, training)
 
+    notes = note_figures(preset, val_waves[:8]) if args.data != "sines" else None
+
     def validate() -> dict[str, float]:
-        return {**level_figures(codec, val_clips), "cpu_minutes": run.elapsed / 60}
+        return {**level_figures(codec, val_clips), **(notes(codec) if notes else {}), "cpu_minutes": run.elapsed / 60}
 
     run = Run(name=f"spectral-codec-{preset.name}", out_dir=args.out,
               config=checkpoint_config("spectral-codec", cfg, preset.name), model=codec,
@@ -122,4 +207,4 @@ def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runt
               base_lr=tc.learning_rate, warmup=training.warmup_steps, val_every=tc.val_every,
               checkpoint_every=tc.checkpoint_every, seed=tc.seed, extra_modules={"discriminator": disc},
               quiet=args.quiet)
-    return fit(run, step_fn, validate, resume=args.resume)
+    return fit(run, step_fn, validate, **fit_options(args))

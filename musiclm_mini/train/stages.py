@@ -24,7 +24,7 @@ from ..hierarchy.stage_models import build_stage_model, stage_loss, stage_model_
 from ..hierarchy.token_cache import TokenGrid, TokenSet, cached_tokens, extract_tokens, stage_batch
 from ..hierarchy.tokens import TokenLayout, make_stage
 from .distributed import Runtime, wrap_ddp
-from .loop import Run, batch_indices, fit, step_generator
+from .loop import Run, batch_indices, fit, fit_options, step_generator
 
 VALIDATION_SEED = 12_345  # fixed crops: every validation sees the same examples
 # --data synthcaps+extra adds this many new arrangements of every training score (tiny: 64 scores x 12).
@@ -158,7 +158,7 @@ def train_stage(stage: str, preset: Preset, args: argparse.Namespace, runtime: R
     del codec, semantic, mulan  # the tokenizers are not needed any more
     run, step_fn, validate = stage_run(stage, preset, train_tokens, val_tokens, args.out, runtime, sources, args.quiet,
                                        codebooks)
-    return fit(run, step_fn, validate, resume=args.resume)
+    return fit(run, step_fn, validate, **fit_options(args))
 
 
 def train_semantic_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:

@@ -24,7 +24,7 @@ from ..components import checkpoint_config, fingerprint, load
 from ..tokenizers.w2v_bert import SemanticModel
 from .codec import codec_batch, load_splits
 from .distributed import Runtime, unwrap, wrap_ddp
-from .loop import Run, fit, step_generator
+from .loop import Run, fit, fit_options, step_generator
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def train_w2v_bert(preset: Preset, args: argparse.Namespace, runtime: Runtime) -
               model=model, optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
               warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
               quiet=args.quiet)
-    return fit(run, step_fn, validate, resume=args.resume)
+    return fit(run, step_fn, validate, **fit_options(args))
 
 
 # ---------------------------------------------------------------------------------------------
