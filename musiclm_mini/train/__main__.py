@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the components it reads are (default: the shipped musiclm_mini/checkpoints)")
         p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                        help="override a preset field, e.g. --set codec.channels=8 (repeatable)")
+        if name == "spectral-codec":
+            p.add_argument("--training", action="append", metavar="FIELD=VALUE",
+                           help="override a training setting, e.g. --training weight_phase=0 (repeatable)")
     ship = sub.add_parser("ship", help="copy a finished run into the package (float16), check and measure it")
     ship.add_argument("name", choices=list(COMPONENTS), metavar="COMPONENT", help=", ".join(COMPONENTS))
     ship.add_argument("--preset", default=None, choices=PRESET_NAMES)

@@ -8,6 +8,7 @@ discriminator joins at `SpectralCodecTraining.adversarial_start`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,9 +35,9 @@ class SpectralCodecTraining:
     weight_mel: float = 15.0
     # Linear-frequency STFT loss at long windows: 64 mel bands cannot see harmonics, a 4096-sample window can.
     stft_windows: tuple[int, ...] = (2048, 4096)
-    weight_stft: float = 0.0
+    weight_stft: float = 10.0
     # Phase coherence without a discriminator: instantaneous frequency and group delay (APNet's idea).
-    weight_phase: float = 0.0
+    weight_phase: float = 10.0
     weight_adversarial: float = 1.0
     weight_feature: float = 5.0
     # On one CPU thread the STFT discriminator costs more than the codec: no adversarial phase yet.
@@ -165,6 +166,20 @@ def note_figures(preset: Preset, waves: torch.Tensor):
     return figures
 
 
+def training_settings(items: list[str] | None) -> SpectralCodecTraining:
+    """TRAINING with `--training FIELD=VALUE` overrides, e.g. weight_phase=0 (Chapter 3's loss comparison)."""
+    import ast
+
+    training = TRAINING
+    for item in items or []:
+        key, _, text = item.partition("=")
+        if key not in {f.name for f in dataclasses.fields(training)}:
+            raise ValueError(f"--training {item}: no field {key!r} in SpectralCodecTraining")
+        value = ast.literal_eval(text)
+        training = dataclasses.replace(training, **{key: tuple(value) if isinstance(value, list) else value})
+    return training
+
+
 def judge_codec(codec, preset: Preset) -> dict[str, float]:
     """The campaign's validation figures for a codec: mel distance and SI-SNR on 8 clips of 4 s, note F1
     on the same 8 whole clips (Chapter 3)."""
@@ -176,7 +191,8 @@ def judge_codec(codec, preset: Preset) -> dict[str, float]:
 
 def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
     """The `spectral-codec` subcommand of `python -m musiclm_mini.train` (Chapter 3)."""
-    cfg, tc, training = spectral_codec_config(preset), preset.train, TRAINING
+    cfg, tc = spectral_codec_config(preset), preset.train
+    training = training_settings(getattr(args, "training", None))
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     codec = SpectralCodec(cfg).to(runtime.device)
     disc = STFTDiscriminator(channels=training.disc_channels, window=training.disc_window).to(runtime.device)
