@@ -1,4 +1,4 @@
-"""Command line: `python -m musiclm_mini generate "a calming violin melody" --seconds 10 -o out.wav` (Chapter 7).
+"""Command line: `python -m musiclm_mini generate "a calming violin melody" --seconds 10 -o out.wav` (Chapter 6).
 
 Paper: MusicLM Sec. 3.2 (generation from a text prompt).
 
@@ -22,7 +22,7 @@ from .errors import MusicLMError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `python -m musiclm_mini` argument parser (Chapter 7)."""
+    """The `python -m musiclm_mini` argument parser (Chapter 6)."""
     parser = argparse.ArgumentParser(prog="python -m musiclm_mini", description="MusicLM-mini: text to music.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     gen = sub.add_parser("generate", help="generate music from a text description")
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_request(args: argparse.Namespace) -> None:
-    """Refuse bad text, durations, presets, devices and output files before any model is loaded (Chapter 7)."""
+    """Refuse bad text, durations, presets, devices and output files before any model is loaded (Chapter 6)."""
     import os
 
     import torch
@@ -65,7 +65,7 @@ def check_request(args: argparse.Namespace) -> None:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    """Load the models, generate, write the WAV (Chapter 7)."""
+    """Load the models, generate, write the WAV (Chapter 6)."""
     from .audio import save_audio
     from .musiclm import MusicLM
 
@@ -79,7 +79,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status: 0 on success, 2 on bad input (Chapter 7)."""
+    """Entry point; returns the exit status: 0 on success, 2 on bad input (Chapter 6)."""
     args = build_parser().parse_args(argv)
     try:
         check_request(args)  # bad text (TextError), duration or file name: ValueErrors

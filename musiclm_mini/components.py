@@ -284,7 +284,7 @@ def token_sources(codec, semantic, mulan) -> dict[str, str]:
 
 
 def shipped_fingerprints(preset: str | None = None, root: str | Path | None = None) -> dict[str, str]:
-    """The fingerprints of the tokenizers of `preset`, read from their config.json alone (Chapter 7)."""
+    """The fingerprints of the tokenizers of `preset`, read from their config.json alone (Chapter 6)."""
     return {name: read_config(checkpoint_dir(name, preset, root)).get("fingerprint") for name in TOKENIZERS}
 
 
