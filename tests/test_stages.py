@@ -384,32 +384,6 @@ def test_training_tokens_add_the_extra_variants_and_name_unknown_data(tmp_path, 
         ts.training_tokens(p, "mp3s", codec, sem, mulan)
 
 
-# --- the chapter's exercise --------------------------------------------------------------------------
-def test_exercise_stub_fails_and_reference_passes_and_mistakes_are_named(capsys):
-    from musiclm_mini.exercises import check_flatten_frames
-    from musiclm_mini.exercises.stages import reference_flatten_frames
-
-    def stub(codes, codebook_size, offset):
-        raise NotImplementedError
-
-    def level_major(codes, codebook_size, offset):  # a plausible mistake: level by level
-        levels = torch.arange(codes.shape[1]).view(1, -1, 1) * codebook_size
-        return (codes + offset + levels).reshape(codes.shape[0], -1)
-
-    assert check_flatten_frames(stub) is False
-    assert "not implemented" in capsys.readouterr().out
-    assert check_flatten_frames(level_major) is False
-    assert "frame by frame" in capsys.readouterr().out
-    def loops(codes, codebook_size, offset):  # written out frame by frame, not the package's flatten_frames
-        B, Q, T = codes.shape
-        return torch.stack([torch.tensor([offset + q * codebook_size + int(codes[b, q, t])
-                                          for t in range(T) for q in range(Q)]) for b in range(B)])
-
-    assert check_flatten_frames(loops) is True
-    assert "All checks passed" in capsys.readouterr().out
-    assert torch.equal(reference_flatten_frames(torch.zeros(1, 2, 1, dtype=torch.long), 5, 1), torch.tensor([[1, 6]]))
-
-
 # --- MuLan tokens embedded through MuLan's codebooks --------------------------------------------
 def test_codebook_embedding_keeps_mulan_neighbours_close_and_learns_only_the_projection():
     from musiclm_mini.hierarchy.mulan_embedding import CodebookEmbedding

@@ -5,7 +5,10 @@ The reader writes `fn(codes, codebook_size, offset) -> ids`, with
     codebook_size:  codes per RVQ level (K_a)
     offset:         first id of level 1's slice in the stage's vocabulary
     ids:            (B, T * Q) long tensor, position t * Q + q holding offset + q * codebook_size + codes[b, q, t]
-`check_flatten_frames(fn)` grades it against `musiclm_mini.hierarchy.tokens.flatten_frames`.
+`check_flatten_frames(fn)` grades it against `reference_flatten_frames`, written independently of the
+package's `musiclm_mini.hierarchy.tokens.flatten_frames` (two loops straight from the definition, where the
+package reshapes), so a bug in the package cannot hide in its own grader; `tests/test_exercise_flatten.py`
+checks that the two agree.
 """
 from __future__ import annotations
 
@@ -14,13 +17,21 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..hierarchy.tokens import flatten_frames
 from .grading import grade
 
 
 def reference_flatten_frames(codes: Tensor, codebook_size: int, offset: int = 0) -> Tensor:
-    """The answer to Chapter 6's exercise: level offsets, then frames outer and levels inner (Chapter 6)."""
-    return flatten_frames(codes, codebook_size, offset)
+    """The answer to Chapter 6's exercise, position by position from its definition (Chapter 6).
+
+    Slow on purpose: it spells out `t * Q + q` and `offset + q * codebook_size + code` rather than
+    reshaping, so it shares no step with the package's `flatten_frames`.
+    """
+    B, Q, T = codes.shape
+    ids = torch.empty(B, T * Q, dtype=torch.long)
+    for t in range(T):  # frames outer ...
+        for q in range(Q):  # ... levels inner
+            ids[:, t * Q + q] = offset + q * codebook_size + codes[:, q, t].long()
+    return ids
 
 
 def _codes(b: int, q: int, t: int, k: int, seed: int) -> Tensor:
