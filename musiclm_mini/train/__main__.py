@@ -5,6 +5,7 @@
     python -m musiclm_mini.train ship codec --preset tiny       # runs/codec-tiny -> musiclm_mini/checkpoints
     python -m musiclm_mini.train campaign --preset tiny         # resume, judge on validation, ship if better
     torchrun --nproc_per_node 4 -m musiclm_mini.train codec --preset colab     # several GPUs (DDP)
+    torchrun --nproc_per_node 8 -m musiclm_mini.train fine-stage --preset paper --parallel fsdp   # Chapter 11
 
 Components are the ones of `components.COMPONENTS`, each with a trainer `(preset, args, runtime)` that
 builds a `loop.Run` and calls `loop.fit`. A run writes `runs/<component>-<preset>` unless `--out` says
@@ -27,6 +28,7 @@ from ..components import COMPONENTS, component, resolve
 from ..config import PRESET_NAMES, Preset, default_preset_name, get_preset
 from ..errors import MusicLMError
 from .recipes import recipe
+from .scaling import add_scaling_flags
 
 FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "learning_rate", "seed": "seed",
          "val_every": "val_every", "checkpoint_every": "checkpoint_every"}  # flag -> TrainConfig field
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the components it reads are (default: the shipped musiclm_mini/checkpoints)")
         p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                        help="override a preset field, e.g. --set codec.channels=8 (repeatable)")
+        if name.endswith("-stage"):  # the Transformers: FSDP, bf16, accumulation (Chapter 11)
+            add_scaling_flags(p)
         if name == "spectral-codec":
             p.add_argument("--training", action="append", metavar="FIELD=VALUE",
                            help="override a training setting, e.g. --training weight_phase=0 (repeatable)")

@@ -23,6 +23,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError
 from .distributed import Runtime, unwrap
+from .scaling import full_model_state, full_optimizer_state, load_model_state, load_optimizer_state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +83,7 @@ class Run:
     seed: int
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     quiet: bool = False
+    validate_on_all_ranks: bool = False  # FSDP: a sharded model's forward needs every rank (Chapter 11)
     step: int = 0
     elapsed: float = 0.0  # seconds of training over every session, for the record
     history: list = field(default_factory=list)  # validation results
@@ -90,7 +92,7 @@ class Run:
     def train_state(self) -> dict:
         state = {
             "step": self.step, "elapsed_seconds": self.elapsed, "history": self.history, "seed": self.seed,
-            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "optimizers": {k: full_optimizer_state(self.model, opt) for k, opt in self.optimizers.items()},
             "modules": {k: unwrap(m).state_dict() for k, m in self.extra_modules.items()},
             "rng": {"torch": torch.get_rng_state()},
         }
@@ -99,8 +101,9 @@ class Run:
         return state
 
     def save(self) -> None:
+        model_state, train_state = full_model_state(self.model), self.train_state()  # FSDP gathers: every rank
         if self.runtime.is_main:
-            save_checkpoint(self.out_dir, unwrap(self.model).state_dict(), self.config, self.train_state())
+            save_checkpoint(self.out_dir, model_state, self.config, train_state)
         if self.runtime.distributed:
             dist.barrier()  # nobody runs ahead of a checkpoint being written
 
@@ -111,12 +114,12 @@ class Run:
         ckpt = load_checkpoint(self.out_dir, self.config)
         if ckpt.train_state is None:
             raise CheckpointError(f"{self.out_dir} holds weights only (no training state): cannot resume")
-        unwrap(self.model).load_state_dict(ckpt.model_state)
+        load_model_state(self.model, ckpt.model_state)
         state = ckpt.train_state
         for k, m in self.extra_modules.items():
             unwrap(m).load_state_dict(state["modules"][k])
         for k, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][k])
+            load_optimizer_state(self.model, opt, state["optimizers"][k])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.runtime.device)
@@ -165,7 +168,7 @@ def fit(run: Run, train_step: Callable[[int], dict[str, float]],
         if run.runtime.is_main:
             (run.out_dir / "log.jsonl").unlink(missing_ok=True)
         if init_from is not None:
-            unwrap(run.model).load_state_dict(load_checkpoint(init_from, run.config).model_state)
+            load_model_state(run.model, load_checkpoint(init_from, run.config).model_state)
     bar = tqdm(total=run.steps, initial=run.step, desc=run.name, disable=run.quiet or not run.runtime.is_main,
                dynamic_ncols=True)
     end = run.steps if stop_at is None else min(run.steps, stop_at)
@@ -182,11 +185,13 @@ def fit(run: Run, train_step: Callable[[int], dict[str, float]],
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]})
         if run.step % 10 == 0 or run.step == end:
             run.log({"step": run.step, "lr": lr, **losses})
-        if validate is not None and run.runtime.is_main and (run.step % run.val_every == 0 or run.step == end):
+        if (validate is not None and (run.runtime.is_main or run.validate_on_all_ranks)
+                and (run.step % run.val_every == 0 or run.step == end)):
             figures = validate()
             run.history.append({"step": run.step, **figures})
             run.log({"step": run.step, "validation": figures})
-            bar.write(f"[{run.name}] step {run.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
+            if run.runtime.is_main:
+                bar.write(f"[{run.name}] step {run.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
         if run.step % run.checkpoint_every == 0 or run.step == end:
             run.save()
     bar.close()

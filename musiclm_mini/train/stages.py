@@ -23,8 +23,9 @@ from ..config import Preset
 from ..hierarchy.stage_models import build_stage_model, stage_loss, stage_model_config
 from ..hierarchy.token_cache import TokenGrid, TokenSet, cached_tokens, extract_tokens, stage_batch
 from ..hierarchy.tokens import TokenLayout, make_stage
-from .distributed import Runtime, wrap_ddp
+from .distributed import Runtime
 from .loop import Run, batch_indices, fit, fit_options, step_generator
+from .scaling import Scaling, accumulate_gradients, autocast_dtype, global_mean, micro_batches, prepare, scaling_from_args
 
 VALIDATION_SEED = 12_345  # fixed crops: every validation sees the same examples
 # --data synthcaps+extra adds this many new arrangements of every training score (tiny: 64 scores x 12).
@@ -73,14 +74,18 @@ def conditioning_losses(model, stage: str, preset: Preset, tokens: TokenSet, see
 
 def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: TokenSet | None, out_dir: Path,
               runtime: Runtime, sources: dict[str, str] | None = None, quiet: bool = False,
-              mulan_codebooks: torch.Tensor | None = None):
-    """The Run, step function and validation of one stage on given tokens (Chapter 6)."""
+              mulan_codebooks: torch.Tensor | None = None, scaling: Scaling = Scaling()):
+    """The Run, step function and validation of one stage on given tokens (Chapter 6).
+
+    `scaling` (Chapter 11): DDP or FSDP under torchrun, bf16 autocast, micro-batches, activation checkpointing.
+    """
     tc, cfg = preset.train, getattr(preset, f"{stage}_stage")
     st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     config = stage_model_config(stage, preset)
     model = build_stage_model(config, mulan_codebooks).to(runtime.device)
-    ddp = wrap_ddp(model, runtime)
+    ddp = prepare(model, runtime, scaling)  # DDP wraps `model`; FSDP shards it in place
+    dtype = autocast_dtype(runtime.device, scaling.precision)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
     torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
 
@@ -89,20 +94,23 @@ def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: To
         g = step_generator(tc.seed, step, runtime.rank)
         seq, mask = stage_batch(st, train_tokens, idx, grid, cfg.crop_seconds, g)
         seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(x) without the text
+        seq, mask = seq.to(runtime.device), mask.to(runtime.device)
+        parts = micro_batches(len(seq), scaling.accumulate)
         ddp.train()
-        loss, acc = stage_loss(ddp, seq.to(runtime.device), mask.to(runtime.device))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        figures = accumulate_gradients(ddp, lambda i: stage_loss(ddp, seq[parts[i]], mask[parts[i]]),
+                                       [float(mask[p, 1:].sum()) for p in parts], dtype, runtime.device)
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
-        return {"loss": float(loss.detach()), "accuracy": float(acc)}
+        loss, acc = global_mean(figures, runtime, runtime.device)  # the global batch's, for rank 0's log
+        return {"loss": loss, "accuracy": acc}
 
     validate = None if val_tokens is None else (lambda: evaluate_stage(model, stage, preset, val_tokens, tc.batch_size))
     run = Run(name=f"{stage}-stage-{preset.name}", out_dir=Path(out_dir),
               config=components.checkpoint_config(f"{stage}-stage", config, preset.name, sources), model=model,
               optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
               warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
-              quiet=quiet)
+              quiet=quiet, validate_on_all_ranks=runtime.distributed and scaling.parallel == "fsdp")
     return run, train_step, validate
 
 
@@ -153,11 +161,13 @@ def train_stage(stage: str, preset: Preset, args: argparse.Namespace, runtime: R
     if runtime.distributed:
         torch.distributed.barrier()
     train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
-    val_tokens = training_tokens(preset, args.data, codec, semantic, mulan, split="validation") if runtime.is_main else None
+    scaling = scaling_from_args(args)
+    validates = runtime.is_main or scaling.parallel == "fsdp"  # a sharded model validates on every rank
+    val_tokens = training_tokens(preset, args.data, codec, semantic, mulan, split="validation") if validates else None
     codebooks = mulan.rvq.codebooks.detach().float().cpu()  # (levels, codes, dim)
     del codec, semantic, mulan  # the tokenizers are not needed any more
     run, step_fn, validate = stage_run(stage, preset, train_tokens, val_tokens, args.out, runtime, sources, args.quiet,
-                                       codebooks)
+                                       codebooks, scaling)
     return fit(run, step_fn, validate, **fit_options(args))
 
 
