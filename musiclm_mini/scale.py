@@ -205,8 +205,8 @@ def gpu_seconds(flops: float, gpu: str, mfu: float = MFU) -> float:
     return flops / (PEAK_FLOPS[gpu] * mfu)
 
 
-def forward_flops(model: torch.nn.Module, *inputs) -> int:
-    """FLOPs of one forward, counted op by op by PyTorch's FlopCounterMode (Chapter 11)."""
+def forward_flops(model, *inputs) -> int:
+    """FLOPs of one forward of `model` (a module or any callable), counted op by op by FlopCounterMode (Chapter 11)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -239,3 +239,55 @@ def measured_stage_activations(preset: Preset | str, stage: str, batch: int = 2,
         checkpoint_blocks(model)
     saved = measured_activation_bytes(model, seq, lambda m, x: stage_loss(m, x, mask)[0])
     return saved / (batch * (seq.shape[1] - 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The colab recipe on one GPU: time per step of scripts/train_all.sh (estimates)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepEstimate:
+    """One component of the `colab` recipe: training FLOPs and estimated hours on each GPU (Chapter 11)."""
+
+    component: str
+    steps: int
+    batch: int
+    flops_per_example: float
+    how: str  # how the FLOPs were counted
+
+    @property
+    def flops(self) -> float:
+        return self.steps * self.batch * self.flops_per_example
+
+    def hours(self, gpu: str, mfu: float = MFU) -> float:
+        return gpu_seconds(self.flops, gpu, mfu) / 3600
+
+
+def _tokenizer_flops_per_second(preset: Preset) -> dict[str, float]:
+    """Training FLOPs per second of audio of the codec, w2v-BERT and MuLan's audio tower: 3 x forward,
+    the forward counted by FlopCounterMode on 1 s of silence at this preset's size (about a second of CPU)."""
+    from .tokenizers.mulan import AudioTower
+    from .tokenizers.soundstream import SoundStream
+    from .tokenizers.w2v_bert import SemanticModel
+
+    wave = torch.zeros(1, preset.data.sample_rate)
+    gen = torch.Generator().manual_seed(0)
+    return {"codec": 3 * forward_flops(SoundStream(preset.codec), wave),
+            "w2v-bert": 3 * forward_flops(lambda w: SemanticModel(preset.semantic).losses(w, gen), wave),
+            "mulan": 3 * forward_flops(AudioTower(preset.mulan), wave)}
+
+
+def recipe_estimates(preset: Preset | str = "colab") -> list[StepEstimate]:
+    """FLOPs of each training step of `scripts/train_all.sh` at `preset`, with the preset's steps and batch."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    tc, per_second = preset.train, _tokenizer_flops_per_second(preset)
+    crops = {"codec": preset.codec.crop_seconds, "w2v-bert": preset.semantic.crop_seconds,
+             "mulan": preset.mulan.window_seconds}
+    out = [StepEstimate(name, tc.steps, tc.batch_size, per_second[name] * crops[name],
+                        "3 x forward (FlopCounterMode on 1 s) x crop" + (", discriminator left out" if name == "codec"
+                                                                        else ", text tower left out" if name == "mulan"
+                                                                        else ""))
+           for name in ("codec", "w2v-bert", "mulan")]
+    for stage in STAGE_NAMES:
+        out.append(StepEstimate(f"{stage}-stage", tc.steps, tc.batch_size, stage_cost(preset, stage).flops_per_example(),
+                                "(6 N + 12 n_layers L d) x L"))
+    return out

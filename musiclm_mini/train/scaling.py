@@ -32,6 +32,7 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.utils.checkpoint import checkpoint
 
+from ..device import best_dtype
 from .distributed import Runtime, unwrap, wrap_ddp
 
 PARALLEL = ("ddp", "fsdp")
@@ -74,7 +75,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return None
     if precision == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return None if best_dtype(device) == torch.float32 else torch.bfloat16  # the notebooks' rule (device.py)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
