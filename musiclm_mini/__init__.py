@@ -17,6 +17,8 @@ Chapter -> modules (paper section in each module's docstring):
                               (`python -m musiclm_mini generate ...`)
     7  Evaluation, Table 1    evaluation/ (fad, kld, tagger, train_tagger, transcribe, listening)
     8- (to come)              melody/, long.py, memorization.py
+    11 Scaling up             scale.py (parameters, FLOPs, memory, GPU-days), device.py; train/scaling.py
+                              (FSDP, bf16, accumulation, activation checkpointing)
 
 Across chapters:
 

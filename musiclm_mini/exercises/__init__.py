@@ -6,3 +6,4 @@ from .soundstream import check_causal_conv  # Chapter 3
 from .semantic import check_lloyd_step  # Chapter 4
 from .stages import check_flatten_frames  # Chapter 6
 from .evaluation import check_frechet_distance  # Chapter 7
+from .scaling import check_stage_memory  # Chapter 11
