@@ -3,9 +3,12 @@
 The whole pipeline of the paper's Figure 2 (right), from the trained parts of Chapters 3-6:
 
     text --MuLan text tower + RVQ--> M_T (1, 12)                        (at training time: M_A)
-         --semantic stage--> S (1, T_s)          temperature 1.0   (+ guidance w, not in the paper)
-         --coarse stage--> A_1..4 (1, 4, T_a)    temperature 0.95  (+ guidance w)
-         --fine stage--> A_5..Q (1, Q-4, T_a)    temperature 0.4
+         --semantic stage--> S (1, T_s)          temperature: paper 1.0   (+ guidance w, not in the paper)
+         --coarse stage--> A_1..4 (1, 4, T_a)    temperature: paper 0.95  (+ guidance w)
+         --fine stage--> A_5..Q (1, Q-4, T_a)    temperature: paper 0.4
+
+Each preset holds its own temperatures and guidance (`StageConfig.temperature`, `.guidance`): `paper`
+samples as the paper does; `tiny` samples its coarse stage cooler and guides (Chapter 6 says why).
          --SoundStream decoder--> wave (T,)
 
 Only the conditioning changes between training and generation: each stage learnt from M_A, the
@@ -60,6 +63,28 @@ def check_seconds(seconds) -> float:
     return float(seconds)
 
 
+def window_plan(preset: Preset, seconds: float) -> dict[str, dict]:
+    """How `MusicLM.generate_tokens` covers `seconds` with windows as long as each stage's training crop (Chapter 6).
+
+    -> {stage: {"frames", "window", "prefix", "unit", "windows": [Window, ...]}}, counted in the stage's
+    target frames (semantic frames; codec frames for coarse and fine). The semantic and coarse stages
+    slide: each window after the first is prompted with about half a window of what came before. The
+    coarse windows start on grid units (`unit` codec frames), so each reads whole semantic frames. The
+    fine stage fills independent chunks (prefix 0), as AudioLM does.
+    """
+    grid = TokenGrid.from_preset(preset)
+    units = grid.units(check_seconds(seconds))
+    spu, apu = grid.semantic_per_unit, grid.acoustic_per_unit
+    plans = {}
+    for name, total, unit, slide in (("semantic", units * spu, 1, True), ("coarse", units * apu, apu, True),
+                                     ("fine", units * apu, 1, False)):
+        window = frames_to_multiple(grid.crop_frames(name, getattr(preset, f"{name}_stage").crop_seconds), unit)
+        prefix = frames_to_multiple(window // 2, unit) if slide and window >= 2 * unit else 0
+        plans[name] = {"frames": total, "window": window, "prefix": prefix, "unit": unit,
+                       "windows": sliding_windows(total, window, prefix, unit)}
+    return plans
+
+
 class MusicLM:
     """Text-to-music with the three stages, MuLan and SoundStream (Chapters 6 and 7).
 
@@ -112,9 +137,11 @@ class MusicLM:
                  progress: bool = False, guidance: float | None = None) -> Tensor:
         """`seconds` of music for `text` -> wave (T,) at 24 kHz; same seed, same audio (Chapter 7).
 
-        `temperatures` (semantic, coarse, fine) default to the preset's: (1.0, 0.95, 0.4) as in the paper.
-        `guidance`, the classifier-free guidance scale of the semantic and coarse stages, defaults to the
-        preset's (1 = none, as in the paper; `tiny` uses more, see Chapter 6).
+        `temperatures` (semantic, coarse, fine) default to the preset's `StageConfig.temperature`: the paper's
+        (1.0, 0.95, 0.4) in `paper`; `tiny` samples its coarse stage cooler (Chapter 6). `guidance`, the
+        classifier-free guidance scale of the semantic and coarse stages, defaults to the preset's (1 = none,
+        as in the paper; `tiny` guides, see Chapter 6). Pass `temperatures=(1.0, 0.95, 0.4), guidance=1.0`
+        for the paper's sampling with any preset.
         """
         return self.generate_batch([check_text(text)], seconds, seed, temperatures, progress, guidance)[0]
 
@@ -151,15 +178,12 @@ class MusicLM:
                                      or not math.isfinite(guidance) or guidance < 0):
             raise ValueError(f"guidance must be a finite number >= 0 (1 = no guidance), got {guidance!r}")
         g = torch.Generator(device=self.device).manual_seed(int(seed))
-        grid, units = self.grid, self.grid.units(seconds)
-        spu, apu = grid.semantic_per_unit, grid.acoustic_per_unit
-        st = self.stages
-        out = {}
+        spu, apu = self.grid.semantic_per_unit, self.grid.acoustic_per_unit
+        plans, st, out = window_plan(self.preset, seconds), self.stages, {}
 
-        def run(name: str, condition, total: int, unit: int, overlap: bool) -> Tensor:
-            cfg = getattr(self.preset, f"{name}_stage")
-            window = frames_to_multiple(grid.crop_frames(name, cfg.crop_seconds), unit)
-            prefix = frames_to_multiple(window // 2, unit) if overlap and window >= 2 * unit else 0
+        def run(name: str, condition) -> Tensor:
+            cfg, plan = getattr(self.preset, f"{name}_stage"), plans[name]
+            total, window, prefix, unit = plan["frames"], plan["window"], plan["prefix"], plan["unit"]
             scale = 1.0 if not st[name].reads_mulan else cfg.guidance if guidance is None else float(guidance)
             sampling = Sampling(temps[STAGE_NAMES.index(name)], cfg.top_k, guidance=scale)
             bar = tqdm(total=_sampling_steps(total, window, prefix, unit, st[name].tokens_per_frame),
@@ -172,16 +196,17 @@ class MusicLM:
             return st[name].decode_target(ids)
 
         M = mulan_tokens.to(self.device).long()
+        n_semantic = plans["semantic"]["frames"]
         if semantic is None:
-            out["semantic"] = run("semantic", lambda w: st["semantic"].condition(M), units * spu, 1, True)
+            out["semantic"] = run("semantic", lambda w: st["semantic"].condition(M))
         else:
-            if semantic.dim() != 2 or semantic.shape[0] != M.shape[0] or semantic.shape[1] < units * spu:
-                raise ValueError(f"semantic tokens must be (B={M.shape[0]}, >= {units * spu}), got {tuple(semantic.shape)}")
-            out["semantic"] = semantic[:, :units * spu].to(self.device).long()
+            if semantic.dim() != 2 or semantic.shape[0] != M.shape[0] or semantic.shape[1] < n_semantic:
+                raise ValueError(f"semantic tokens must be (B={M.shape[0]}, >= {n_semantic}), got {tuple(semantic.shape)}")
+            out["semantic"] = semantic[:, :n_semantic].to(self.device).long()
+        # each coarse window reads the semantic tokens of its own time span (codec frames -> semantic frames)
         out["coarse"] = run("coarse", lambda w: st["coarse"].condition(
-            M, out["semantic"][:, w.start // apu * spu:w.end // apu * spu]), units * apu, apu, True)
-        out["fine"] = run("fine", lambda w: st["fine"].condition(out["coarse"][:, :, w.start:w.end]),
-                          units * apu, 1, False)
+            M, out["semantic"][:, w.start // apu * spu:w.end // apu * spu]))
+        out["fine"] = run("fine", lambda w: st["fine"].condition(out["coarse"][:, :, w.start:w.end]))
         return out
 
     @torch.no_grad()
@@ -208,7 +233,7 @@ def _sampling_steps(total: int, window: int, prefix: int, unit: int, tokens_per_
 # Does the music follow the text? (Chapter 7)
 # ---------------------------------------------------------------------------------------------
 def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, permutations: int = 10_000,
-                         seed: int = 0) -> dict[str, float]:
+                         seed: int = 0, per_caption: bool = False) -> dict[str, float]:
     """MuLan similarity of each clip to its own caption vs to the other captions, with p-values (Chapter 7).
 
     audio_embeddings (N, D), or (N, K, D) for K clips per caption; text_embeddings (N, D); row i = the
@@ -217,6 +242,8 @@ def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, perm
     `own` is the paper's MCC per caption; `other` is the mean similarity to the N - 1 other captions,
     i.e. the expected similarity to a shuffled caption. The one-sided tests ask whether own > other:
     a paired sign-flip permutation test on the differences, and scipy's Wilcoxon signed-rank test.
+    `per_caption=True` adds `own` and `other` (N lists of K values, clip by clip), so that a later run on
+    a slice of the same captions can be compared clip for clip (Chapter 6's live check of its recorded run).
     """
     audio = audio_embeddings[:, None] if audio_embeddings.dim() == 2 else audio_embeddings  # (N, K, D)
     if (audio.dim() != 3 or audio.shape[0] != text_embeddings.shape[0] or audio.shape[-1] != text_embeddings.shape[-1]
@@ -226,7 +253,8 @@ def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, perm
     from scipy.stats import wilcoxon
 
     audio, text = F.normalize(audio.float(), dim=-1), F.normalize(text_embeddings.float(), dim=-1)
-    sim = torch.einsum("nkd,md->nkm", audio, text).mean(1)  # (N, N): caption i's clips vs caption j
+    by_clip = torch.einsum("nkd,md->nkm", audio, text)  # (N, K, N): clip k of caption i vs caption j
+    sim = by_clip.mean(1)  # (N, N): caption i's clips vs caption j
     N = sim.shape[0]
     own = sim.diag()
     other = (sim.sum(1) - own) / (N - 1)
@@ -235,17 +263,31 @@ def adherence_statistics(audio_embeddings: Tensor, text_embeddings: Tensor, perm
     signs = torch.randint(0, 2, (permutations, N), generator=g).float() * 2 - 1  # under H0 each sign is a coin flip
     null = (signs * diff).mean(1)  # (permutations,)
     p_perm = (1 + int((null >= diff.mean()).sum())) / (permutations + 1)
-    return {"clips": N, "mcc": float(own.mean()), "shuffled": float(other.mean()),
-            "difference": float(diff.mean()), "p_permutation": p_perm,
-            "p_wilcoxon": float(wilcoxon(own.numpy(), other.numpy(), alternative="greater").pvalue),
-            "retrieval_top1": float((sim.argmax(1) == torch.arange(N)).float().mean()), "chance_top1": 1.0 / N}
+    out = {"clips": N, "mcc": float(own.mean()), "shuffled": float(other.mean()),
+           "difference": float(diff.mean()), "p_permutation": p_perm,
+           "p_wilcoxon": float(wilcoxon(own.numpy(), other.numpy(), alternative="greater").pvalue),
+           "retrieval_top1": float((sim.argmax(1) == torch.arange(N)).float().mean()), "chance_top1": 1.0 / N}
+    if per_caption:
+        own_k, other_k = own_and_other(by_clip)
+        out.update(own=own_k.tolist(), other=other_k.tolist())
+    return out
+
+
+def own_and_other(by_clip: Tensor) -> tuple[Tensor, Tensor]:
+    """Similarities (N, K, N) of clip k of caption i to caption j -> own (N, K) and mean over other captions (N, K).
+
+    Chapter 6 uses it to compare a live slice of clips with the recorded ones, clip by clip.
+    """
+    N = by_clip.shape[0]
+    own = by_clip[torch.arange(N), :, torch.arange(N)]  # (N, K)
+    return own, (by_clip.sum(-1) - own) / (N - 1)
 
 
 @torch.no_grad()
 def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None = None, seed: int = 0,
                       batch_size: int = 8, permutations: int = 10_000, progress: bool = False,
                       samples: int = 1, guidance: float | None = None,
-                      temperatures: tuple[float, float, float] | None = None) -> dict[str, float]:
+                      temperatures: tuple[float, float, float] | None = None, per_caption: bool = False) -> dict[str, float]:
     """Generate `samples` clips per caption, then `adherence_statistics` with MuLan's embeddings (Chapter 7).
 
     `guidance` and `temperatures` override the preset's (see `MusicLM.generate`).
@@ -267,12 +309,12 @@ def caption_adherence(model: MusicLM, captions: list[str], seconds: float | None
         audio.append(model.mulan.embed_audio(torch.cat(waves).to(model.device)).cpu())  # (N, D)
     bar.close()
     text = model.mulan.embed_text(list(captions)).cpu()  # (N, D)
-    return {**adherence_statistics(torch.stack(audio, 1), text, permutations, seed), "samples": samples}
+    return {**adherence_statistics(torch.stack(audio, 1), text, permutations, seed, per_caption), "samples": samples}
 
 
 @torch.no_grad()
 def audio_adherence(mulan, waves: Tensor, captions: list[str], permutations: int = 10_000,
-                    seed: int = 0) -> dict[str, float]:
+                    seed: int = 0, per_caption: bool = False) -> dict[str, float]:
     """`adherence_statistics` for any clips (N, T) and their captions, e.g. real or codec-decoded ones (Chapter 6).
 
     Run on the real held-out clips it gives the ceiling that generated music could reach with this MuLan.
@@ -281,4 +323,4 @@ def audio_adherence(mulan, waves: Tensor, captions: list[str], permutations: int
         raise ValueError(f"need one clip per caption, got waves {tuple(waves.shape)} and {len(captions)} captions")
     audio = mulan.embed_audio(waves).cpu()  # (N, D), waves on MuLan's device
     text = mulan.embed_text(list(captions)).cpu()  # (N, D)
-    return adherence_statistics(audio, text, permutations, seed)
+    return adherence_statistics(audio, text, permutations, seed, per_caption)

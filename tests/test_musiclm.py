@@ -255,3 +255,34 @@ def test_audio_adherence_needs_one_clip_per_caption_and_sees_matching_audio():
     assert shuffled["p_permutation"] > 0.05 and shuffled["retrieval_top1"] == 0
     with pytest.raises(ValueError, match="one clip per caption"):
         audio_adherence(mulan, waves[:5], captions)
+
+
+# --- Chapter 6: the window plan and the per-clip similarities of the recorded adherence run ---------------
+def test_window_plan_covers_the_duration_with_crop_long_windows():
+    from musiclm_mini.config import get_preset
+    from musiclm_mini.musiclm import window_plan
+
+    plans = window_plan(get_preset("tiny"), 10.0)
+    for name, plan in plans.items():
+        ws = plan["windows"]
+        assert ws[0].start == 0 and ws[0].given == 0 and ws[-1].end == plan["frames"], name
+        assert all(w.end - w.start == plan["window"] for w in ws), name  # every window as long as a training crop
+        assert all(a.end == b.given for a, b in zip(ws, ws[1:])), name  # new frames follow on without gaps
+        assert all(w.start % plan["unit"] == 0 for w in ws), name
+    assert plans["fine"]["prefix"] == 0 and plans["semantic"]["prefix"] > 0 and plans["coarse"]["prefix"] > 0
+    assert plans["coarse"]["frames"] == plans["fine"]["frames"]
+
+
+def test_adherence_per_clip_similarities_average_to_the_figures_and_match_by_hand():
+    g = torch.Generator().manual_seed(3)
+    text = torch.randn(6, 8, generator=g)
+    clips = text[:, None] + 0.5 * torch.randn(6, 3, 8, generator=g)  # (N=6, K=3, D=8)
+    r = adherence_statistics(clips, text, permutations=200, per_caption=True)
+    own, other = torch.tensor(r["own"]), torch.tensor(r["other"])
+    assert own.shape == (6, 3) and other.shape == (6, 3)
+    assert own.mean().item() == pytest.approx(r["mcc"], abs=1e-6)
+    assert other.mean().item() == pytest.approx(r["shuffled"], abs=1e-6)
+    sims = F.normalize(text, dim=1) @ F.normalize(clips[2, 1], dim=0)  # clip 1 of caption 2 against every caption
+    assert own[2, 1].item() == pytest.approx(sims[2].item(), abs=1e-6)
+    assert other[2, 1].item() == pytest.approx(((sims.sum() - sims[2]) / 5).item(), abs=1e-6)
+    assert "own" not in adherence_statistics(clips, text, permutations=200)

@@ -10,8 +10,11 @@ and save them in `<data root>/tokens/<preset>-<split>-<key>.safetensors`. The ke
 config and each tokenizer's fingerprint (`components.fingerprint`): retrain any of them and the old
 file is simply not found, so tokens are never silently stale. Each epoch then costs only index lookups.
 
-M_A is computed on the whole clip, not per crop: MuLan describes a clip (10 s windows, averaged),
-and SynthCaps clips are as long as MuLan's window, so a crop keeps its clip's M_A.
+M_A is computed once on the whole clip and reused for every crop of it. This departs from the paper,
+which computes M_A on the target audio itself (Sec. 3.1-3.2: MuLan over 10 s windows with a 1 s stride,
+averaged). Our clips are exactly one MuLan window long (10 s), so a 6 s, 2 s or 0.6 s crop gets the M_A of
+the whole 10 s, which also describes audio outside the crop. Chapter 6 says what that means for long
+generation; per-crop M_A would need MuLan run on every crop at every step.
 
 Crops follow the paper's ratio (Sec. 4.2: 30 s semantic, 10 s coarse, 3 s fine; `StageConfig.crop_seconds`
 holds each preset's values) on a time grid where semantic and acoustic frames line up: one grid
@@ -180,7 +183,9 @@ def stage_batch(stage: Stage, tokens: TokenSet, indices: list[int], grid: TokenG
                 generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Random crops of clips `indices` laid out for `stage` -> (tokens (B, L), loss_mask (B, L)) (Chapter 6).
 
-    A crop longer than the clips is cut to the clip (e.g. the paper's 30 s on 10 s clips).
+    A crop longer than the clips is cut to the clip: e.g. the `paper` preset's 30 s semantic crop on 10 s
+    SynthCaps clips. (The paper's 30 s crops come from its 280k-hour training set of five million clips,
+    about 200 s each on average; its 10 s MusicCaps clips are only for evaluation.)
     """
     idx = torch.as_tensor(indices, dtype=torch.long)
     lay, B = stage.layout, len(indices)
