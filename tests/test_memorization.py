@@ -103,3 +103,21 @@ def test_the_detector_finds_a_model_that_copies():
     copied = exact_matches(greedy_continuations(model, stage, condition, given, 20), target)
     fresh = exact_matches(greedy_continuations(untrained, stage, condition, given, 20), target)
     assert copied.all() and not fresh.any()
+
+
+def test_the_recorded_study_catches_the_control_and_flags_the_shipped_stage_no_more_than_unseen_clips():
+    """book/data/memorization-tiny.json (scripts/measure_memorization.py): the overfit control is detected at
+    every prompt of 10 tokens or more, and the shipped stage matches its training clips no more often than clips it
+    never saw (what Chapter 10 reads from it)."""
+    import json
+    from pathlib import Path
+
+    from scipy.stats import fisher_exact
+
+    study = json.loads((Path(__file__).parents[1] / "book" / "data" / "memorization-tiny.json").read_text())
+    control = study["systems"]["overfit control, its training clips"]
+    assert all(r["approx_ci95"][0] > study["tau"]["observed_rate"] for r in control if r["prompt_tokens"] >= 10)
+    pooled = {k: (sum(r["exact"] for r in rows), sum(r["clips"] for r in rows)) for k, rows in study["systems"].items()}
+    (ea, na), (eb, nb) = pooled["shipped, training clips"], pooled["shipped, test clips"]
+    assert fisher_exact([[ea, na - ea], [eb, nb - eb]], alternative="greater")[1] > 0.05
+    assert study["tau"]["negatives"] >= study["tau"]["negatives_needed"]
