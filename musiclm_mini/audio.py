@@ -95,6 +95,22 @@ def log_mel(wave: torch.Tensor, sample_rate: int, n_mels: int = 64, n_fft: int =
     return torch.log(mel + 1e-5)
 
 
+def mel_to_audio(logmel: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 240, iters: int = 32,
+                 seed: int = 0) -> torch.Tensor:
+    """Hear a log-mel spectrogram (`log_mel`'s output, (..., n_mels, frames)) -> waveform (..., T) (Chapter 2).
+
+    The inverse of the mel filterbank by least squares, then Griffin-Lim for a phase: the mel bands are
+    wide and the phase is invented, so even an exact log-mel comes back blurred and phasey. It lets a
+    reader hear what a spectrogram keeps, not a codec.
+    """
+    n_mels = logmel.shape[-2]
+    power = torch.exp(logmel).clamp(min=0)  # undo log(mel + 1e-5); the 1e-5 floor is inaudible
+    linear = torchaudio.transforms.InverseMelScale(n_fft // 2 + 1, n_mels, sample_rate)(power)  # (..., F, frames)
+    torch.manual_seed(seed)  # Griffin-Lim starts from random phases
+    griffin = torchaudio.transforms.GriffinLim(n_fft, n_iter=iters, hop_length=hop, power=2.0)
+    return griffin(linear.clamp(min=0))
+
+
 def stft_magnitude(wave: torch.Tensor, n_fft: int = 1024, hop: int = 256) -> torch.Tensor:
     """|STFT|: (..., T) -> (..., n_fft // 2 + 1, frames) (Chapter 1)."""
     window = torch.hann_window(n_fft, device=wave.device)
