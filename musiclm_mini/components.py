@@ -285,7 +285,8 @@ def token_sources(codec, semantic, mulan) -> dict[str, str]:
 
 def shipped_fingerprints(preset: str | None = None, root: str | Path | None = None) -> dict[str, str]:
     """The fingerprints of the tokenizers of `preset`, read from their config.json alone (Chapter 6)."""
-    return {name: read_config(checkpoint_dir(name, preset, root)).get("fingerprint") for name in TOKENIZERS}
+    roles = {"codec": get_preset(preset).codec_component}  # the acoustic tokens' codec, whichever it is
+    return {name: read_config(checkpoint_dir(roles.get(name, name), preset, root)).get("fingerprint") for name in TOKENIZERS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,8 +310,13 @@ def mfcc_tokenizer(preset: str | None = None, root: str | Path | None = None):
     return MfccTokenizer(get_preset(preset).semantic, kmeans)
 
 
-def tokenizers(preset: str | None = None, root: str | Path | None = None, device: str | torch.device = "cpu"):
-    """The codec, semantic tokenizer and MuLan of a preset: what the stages read and predict (Chapter 6)."""
+def tokenizers(preset: str | None = None, root: str | Path | None = None, device: str | torch.device = "cpu",
+               codec: str | None = None):
+    """The codec, semantic tokenizer and MuLan of a preset: what the stages read and predict (Chapter 6).
+
+    `codec`: the codec component (default: the preset's `codec_component`).
+    """
+    codec = codec or get_preset(preset).codec_component
     path = (lambda name: None) if root is None else (lambda name: checkpoint_dir(name, preset, root))
-    return (load("codec", preset, path("codec"), device), semantic_tokenizer(preset, root, device),
+    return (load(codec, preset, path(codec), device), semantic_tokenizer(preset, root, device),
             load("mulan", preset, path("mulan"), device))

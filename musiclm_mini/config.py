@@ -266,6 +266,7 @@ class Preset:
     long: LongGenerationConfig
     memorization: MemorizationConfig
     train: TrainConfig
+    codec_component: str = "codec"  # which codec's tokens the stages read: `codec` (SoundStream) or `spectral-codec`
 
     @property
     def fine_levels(self) -> int:

@@ -116,7 +116,7 @@ class MusicLM:
         p = get_preset(preset)
         path = (lambda name: None) if checkpoint_root is None else \
             (lambda name: components.checkpoint_dir(name, p.name, checkpoint_root))
-        codec = components.load("codec", p.name, path("codec"), device)
+        codec = components.load(p.codec_component, p.name, path(p.codec_component), device)
         mulan = components.load("mulan", p.name, path("mulan"), device)
         sources = {**components.shipped_fingerprints(p.name, checkpoint_root), "codec": components.fingerprint(codec),
                    "mulan": components.fingerprint(mulan)}

@@ -211,3 +211,14 @@ def test_ship_exports_float16_checks_and_measures(tmp_path):
     assert set(json.loads((shipped / "metrics.json").read_text())["shipped"]) == {"validation", "test"}
     assert model.checkpoint_config["fingerprint"] != load("codec", path=run).checkpoint_config["fingerprint"]  # float16
     shutil.rmtree(run)
+
+
+def test_the_stages_codec_is_a_preset_setting():
+    """`Preset.codec_component` picks whose acoustic tokens the stages read; the tokenizers follow it."""
+    from musiclm_mini.components import tokenizers
+    from musiclm_mini.config import get_preset
+    from musiclm_mini.tokenizers.spectral_codec import SpectralCodec
+
+    assert get_preset("tiny").codec_component == "codec"  # the shipped stages learnt SoundStream's tokens
+    codec, _, _ = tokenizers("tiny", codec="spectral-codec")
+    assert isinstance(codec, SpectralCodec) and codec.hop == get_preset("tiny").codec.hop

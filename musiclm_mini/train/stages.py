@@ -153,7 +153,8 @@ def train_stage(stage: str, preset: Preset, args: argparse.Namespace, runtime: R
     if args.data not in TRAINING_DATA:
         raise ValueError(f"the {stage}-stage trains on SynthCaps tokens: --data must be one of "
                          f"{TRAINING_DATA}, got {args.data!r}")
-    codec, semantic, mulan = components.tokenizers(preset.name, args.checkpoints, runtime.device)
+    codec, semantic, mulan = components.tokenizers(preset.name, args.checkpoints, runtime.device,
+                                                   codec=preset.codec_component)  # --set codec_component=...
     sources = components.token_sources(codec, semantic, mulan)
     # Rank 0 extracts and caches first, so the other ranks only read the file.
     if runtime.is_main:
