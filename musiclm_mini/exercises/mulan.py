@@ -4,7 +4,8 @@ The reader writes `fn(audio, text, log_scale) -> loss`, with
     audio, text: (B, D) unit-norm embeddings, pair i matching (clip i goes with caption i)
     log_scale:   0-d tensor, log of the inverse temperature
     loss:        0-d tensor, the symmetric InfoNCE of CLIP
-`check_contrastive_loss(fn)` grades it against `musiclm_mini.tokenizers.mulan.contrastive_loss`.
+`check_contrastive_loss(fn)` grades it against `reference_contrastive_loss`, written here from the definition,
+independently of `musiclm_mini.tokenizers.mulan.contrastive_loss`; a test ties the two.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..tokenizers.mulan import contrastive_loss
 from .grading import grade
 
 
 def reference_contrastive_loss(audio: Tensor, text: Tensor, log_scale: Tensor) -> Tensor:
     """The answer to Chapter 5's exercise: cross-entropy along rows and columns, averaged (Chapter 5)."""
-    return contrastive_loss(audio, text, log_scale)
+    logits = log_scale.exp() * audio @ text.T  # (B, B): clip i against caption j
+    audio_to_text = -torch.log_softmax(logits, dim=1).diagonal().mean()  # each clip picks its caption
+    text_to_audio = -torch.log_softmax(logits, dim=0).diagonal().mean()  # each caption picks its clip
+    return (audio_to_text + text_to_audio) / 2
 
 
 def _unit(b: int, d: int, seed: int) -> Tensor:
