@@ -19,7 +19,7 @@ from ..components import checkpoint_config
 from ..config import Preset
 from ..tokenizers.codec_losses import STFTDiscriminator, feature_matching_loss, hinge_generator_loss
 from ..tokenizers.spectral_codec import SpectralCodec, spectral_codec_config
-from .codec import codec_batch, level_figures, load_splits, record_data, update_codec
+from .codec import codec_batch, judge_levels, level_figures, load_splits, record_data, update_codec
 from .distributed import Runtime, unwrap, wrap_ddp
 from .loop import Run, fit, fit_options
 
@@ -180,13 +180,19 @@ def training_settings(items: list[str] | None) -> SpectralCodecTraining:
     return training
 
 
-def judge_codec(codec, preset: Preset) -> dict[str, float]:
-    """The campaign's validation figures for a codec: mel distance and SI-SNR on 8 clips of 4 s, note F1
-    on the same 8 whole clips (Chapter 3)."""
+@lru_cache(maxsize=2)
+def _validation_notes(preset: Preset):
+    """`note_figures` on the first 8 validation clips, built once per preset: the originals' transcription
+    is the same for every codec a campaign judges."""
     from ..data import synthcaps
 
-    waves = synthcaps.split_waveforms(preset, "validation")[:8]
-    return {**level_figures(codec, waves[:, : 4 * preset.data.sample_rate]), **note_figures(preset, waves)(codec)}
+    return note_figures(preset, synthcaps.split_waveforms(preset, "validation")[:8])
+
+
+def judge_codec(codec, preset: Preset) -> dict[str, float]:
+    """The campaign's validation figures for a codec: `judge_levels` (mel distance and SI-SNR on 8 clips of
+    4 s) and note F1 on the same 8 whole clips (Chapter 3)."""
+    return {**judge_levels(codec, preset), **_validation_notes(preset)(codec)}
 
 
 def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
