@@ -1,0 +1,12 @@
+"""Melody conditioning (Chapter 8; MusicLM Sec. 6 and appendix C): one idea per file.
+
+    frontend.py   audio -> log-mel frames of 4 s windows at a 3 s hop (the ViT's input)
+    vit.py        the melody embedder: a ViT over mel frames -> one unit vector per window
+    triplet.py    the semi-hard triplet loss (FaceNet) with in-batch mining
+    augment.py    changes of sound that keep the melody: gain, noise, reverb-like smearing
+    dataset.py    the training set of melody groups (rendered by `data/melody_pairs.py`) as mel frames
+    retrieval.py  same-melody retrieval, recall@k against chance: the embedder's held-out figure
+    tokens.py     melody tokens: each window's embedding quantized by the RVQ of Chapter 2
+
+Training lives in `train/melody.py` (`python -m musiclm_mini.train melody-embedder`).
+"""
