@@ -124,6 +124,7 @@ MODELS: dict[str, Model] = {
     "mulan": Model("musiclm_mini.tokenizers.mulan:MuLan", "musiclm_mini.config:MuLanConfig"),
     "stage": Model("musiclm_mini.hierarchy.stage_models:build_stage_model",
                    "musiclm_mini.hierarchy.stage_models:StageModelConfig"),
+    "melody-vit": Model("musiclm_mini.melody.vit:MelodyEmbedder", "musiclm_mini.melody.vit:MelodyEmbedderConfig"),
 }
 
 
@@ -158,6 +159,8 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
               "musiclm_mini.train.stages:train_coarse_stage", sources=("codec", "kmeans", "mulan")),
     Component("fine-stage", "6", "musiclm_mini.hierarchy.stage_models:fine_stage_config",
               "musiclm_mini.train.stages:train_fine_stage", sources=("codec",)),
+    Component("melody-embedder", "8", "musiclm_mini.melody.vit:melody_embedder_config",
+              "musiclm_mini.train.melody:train_melody_embedder"),
 ]}
 TOKENIZERS = ("codec", "kmeans", "mulan")  # whose fingerprints the stages record
 

@@ -359,7 +359,7 @@ def _tiny() -> Preset:
                                  mulan_codebook_embedding=True),
         fine_stage=StageConfig(small, crop_seconds=0.6, temperature=0.4),
         coarse_levels=4,
-        melody=MelodyConfig(n_layers=2, n_heads=4, d_model=128, d_ff=256, embed_dim=64,
+        melody=MelodyConfig(n_layers=4, n_heads=4, d_model=128, d_ff=256, embed_dim=64,
                             rvq=RVQConfig(8, 128, 64)),
         long=LongGenerationConfig(stride_seconds=5.0, prefix_seconds=5.0, story_change_seconds=5.0),
         memorization=MemorizationConfig(max_prompt_tokens=50, generated_tokens=25),

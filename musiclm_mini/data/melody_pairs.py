@@ -1,10 +1,15 @@
-"""Melody pairs: one melody, several instruments and a hummed version (Chapter 1, used in Chapter 8).
+"""Melody pairs: one melody, several instruments, hummed and whistled (Chapter 1, used in Chapter 8).
 
-MusicLM's melody conditioning (Sec. 3.3) learns from pairs of audio with the same melody. These are
-made from SynthCaps' own scores: the top voice of a score, rendered by a few instruments and hummed,
-each pair keeping its score's split so that no split shares a melody.
+MusicLM's melody conditioning (Sec. 6, appendix C) learns from pairs of audio with the same melody and
+different acoustics. These are made from SynthCaps' own scores: the top voice of a score, rendered by
+a few instruments and hummed, each pair keeping its score's split so that no split shares a melody.
 
-    python -m musiclm_mini.data.melody_pairs --preset tiny
+`load_melody_pairs` is Chapter 1's small sample. Chapter 8's embedder needs them in quantity:
+`ensure_melody_set` renders several excerpts of every score (each excerpt one melody) played by
+instruments in several octaves, hummed and whistled, at many tempi (below, `MelodySetConfig`).
+
+    python -m musiclm_mini.data.melody_pairs --preset tiny          # Chapter 1's pairs
+    python -m musiclm_mini.data.melody_pairs --preset tiny --set    # Chapter 8's training set
 """
 from __future__ import annotations
 
@@ -88,10 +93,214 @@ def load_melody_pairs(preset, num_workers: int = 2):
 
 
 
+# ---------------------------------------------------------------------------------------------
+# Chapter 8: the melody set, in quantity
+# ---------------------------------------------------------------------------------------------
+def whistle(notes: np.ndarray, sample_rate: int, num_samples: int, rng: np.random.Generator,
+            peak: float = 0.5) -> np.ndarray:
+    """A whistled melody: (N, 4) timed notes -> float32 (T,) (Chapter 8).
+
+    Whistling is nearly a pure sine, high (an octave or two above a hum), with a quick upward scoop
+    into each note, little vibrato, and air hissing around the tone.
+    """
+    from scipy.signal import lfilter
+
+    t = np.arange(num_samples) / sample_rate
+    target, gate, since = np.full(num_samples, np.nan), np.zeros(num_samples), np.full(num_samples, 1.0)
+    for start, end, pitch, _ in notes:
+        a, b = int(start * sample_rate), min(int((end - 0.03) * sample_rate), num_samples)
+        target[a:b], gate[a:b], since[a:b] = pitch, 1.0, t[a:b] - start
+    target = render._fill_gaps(target)
+    glide = np.exp(-1.0 / (0.015 * sample_rate))  # 15 ms portamento: quicker than a hum
+    midi = lfilter([1 - glide], [1, -glide], target, zi=[target[0] * glide])[0]
+    scoop = -0.5 * np.exp(-since / 0.04)  # half a semitone flat at each onset, gone in ~40 ms
+    vibrato = rng.uniform(0.05, 0.15) * np.sin(2 * np.pi * rng.uniform(5.0, 7.0) * t)
+    f0 = 440.0 * 2 ** ((midi + scoop + vibrato - 69) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    tone = np.sin(phase) + 0.05 * np.sin(2 * phase)
+    smooth = np.exp(-1 / (0.01 * sample_rate))
+    env = lfilter([1 - smooth], [1, -smooth], gate)
+    air = lfilter([1, -0.95], [1], rng.normal(0, 1, num_samples)) * (0.01 + 0.06 * env)  # hiss, louder while blowing
+    return render.finish(tone * env + air * 0.5, num_samples, peak, sample_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class MelodySetConfig:
+    """How many melodies Chapter 8's embedder learns from, and how each is played (Chapter 8)."""
+
+    extra_scores: int = 150  # training scores beyond SynthCaps' candidates (none in its validation/test)
+    excerpts: int = 6  # melodies per score: excerpts starting on different bars
+    instruments: int = 3  # instruments per melody, each in a random octave, besides a hum and a whistle
+    train_seconds: float = 6.0  # training clips: room for random 4 s crops
+    eval_seconds: float = 10.0  # validation and test clips: three 4 s windows at a 3 s hop, as in the paper
+    min_notes: int = 6  # an excerpt with fewer notes is hardly a melody
+    ngram: int = 10  # a training score sharing this many (interval, duration) steps with a held-out one is dropped
+
+
+VOICES = ("hum", "whistle")
+HUM_CENTERS, WHISTLE_CENTERS = (50, 57, 64), (79, 84)  # low, middle and high voices; two whistling registers
+
+
+def melody_set_dir(preset) -> Path:
+    """Folder of Chapter 8's melody set: `<data root>/melodyset-<preset name>` (Chapter 8)."""
+    return data_root() / f"melodyset-{preset.name}"
+
+
+def melody_ngrams(notes: np.ndarray, n: int) -> set:
+    """Every run of `n` (pitch interval, duration) steps of a melody: transposition-free (Chapter 8)."""
+    steps = list(zip(np.diff(notes[:, 2]).round().astype(int).tolist(), np.round(notes[1:, 1], 2).tolist()))
+    return {tuple(steps[i:i + n]) for i in range(len(steps) - n + 1)}
+
+
+def pick_excerpts(score, beats: float, count: int, min_notes: int) -> list[float]:
+    """Up to `count` start beats of excerpts of `beats` beats, spread over the score, no two alike (Chapter 8)."""
+    fits = score.bar_starts[score.bar_starts <= score.length - beats]
+    if len(fits) == 0:
+        fits = score.bar_starts[:1]
+    period = float(np.ceil(score.length / score.bar_length) * score.bar_length)
+    starts, seen = [], set()
+    for k in np.unique(np.linspace(0, len(fits) - 1, 3 * count).round().astype(int)):
+        notes = render.excerpt(score.voices[0], float(fits[k]), beats, period)
+        key = tuple(map(tuple, notes[:, [0, 2]].round(2).tolist()))
+        if len(notes) >= min_notes and key not in seen:
+            seen.add(key)
+            starts.append(float(fits[k]))
+    picked = np.linspace(0, len(starts) - 1, min(count, len(starts))).round().astype(int) if starts else []
+    return [starts[i] for i in picked]
+
+
+def _melody_set_job(job: tuple) -> list[tuple[dict, np.ndarray]]:
+    """Worker: every excerpt of one score, played by instruments in random octaves, hummed and whistled."""
+    index, source_id, split, cfg, seconds = job
+    try:
+        score = scores.parse_score(source_id)
+    except Exception:  # a corpus file music21 cannot read: skip it
+        return []
+    rng = np.random.default_rng([cfg["seed"], index, 888])
+    sr, n = cfg["sample_rate"], int(round(seconds * cfg["sample_rate"]))
+    out = []
+    period = float(np.ceil(score.length / score.bar_length) * score.bar_length)
+    longest = seconds * 140 / 60.0 + 1.0  # beats of an excerpt at the fastest tempo
+    for e, start in enumerate(pick_excerpts(score, longest, cfg["excerpts"], cfg["min_notes"])):
+        tempo = int(rng.integers(70, 141))
+        beats = seconds * tempo / 60.0 + 1.0
+        notes = render.excerpt(score.voices[0], start, beats, period)
+        if len(notes) < cfg["min_notes"]:
+            continue
+        tonic = int(rng.integers(12))
+        notes[:, 2] += (tonic - score.tonic + 6) % 12 - 6
+        programs = rng.choice(MELODY_PROGRAMS, size=cfg["instruments"], replace=False)
+        for variant in [*map(int, programs), *VOICES]:
+            if variant == "hum":
+                center, bpm = int(rng.choice(HUM_CENTERS)), tempo * rng.uniform(0.97, 1.03)  # a singer's tempo
+            elif variant == "whistle":
+                center, bpm = int(rng.choice(WHISTLE_CENTERS)), tempo * rng.uniform(0.97, 1.03)
+            else:  # the instrument's register, moved an octave up or down at random
+                center, bpm = int(np.clip(render.PROGRAM_CENTER.get(variant, 72) + 12 * rng.integers(-1, 2), 48, 88)), tempo
+            shifted = notes.copy()
+            shifted[:, 2] += render.octave_shift(shifted, center)
+            part = render.timed(shifted, bpm, 80, score.bar_length, variant if isinstance(variant, int) else 0, False, rng)
+            if variant == "hum":
+                audio = render.hum(part["notes"], sr, n, rng)
+            elif variant == "whistle":
+                audio = whistle(part["notes"], sr, n, rng)
+            else:
+                audio = render.render([part], sr, n, float(rng.uniform(0.3, 0.8)))
+            label = {"melody_id": f"s{index:04d}-e{e}", "variant": variant if isinstance(variant, str) else
+                     captions.instrument_word(variant), "program": variant if isinstance(variant, int) else -1,
+                     "split": split, "source_id": source_id, "tempo_bpm": tempo, "center": center}
+            out.append((label, (np.clip(audio, -1, 1) * 32767).round().astype(np.int16)))
+    return out
+
+
+def held_out_ngrams(source_splits: dict, n: int) -> set:
+    """The melody n-grams of every validation and test score (Chapter 8)."""
+    grams = set()
+    for sid, split in source_splits.items():
+        if split != "train":
+            grams |= melody_ngrams(scores.parse_score(sid).voices[0], n)
+    return grams
+
+
+def generate_melody_set(data_config, set_config: MelodySetConfig, source_splits: dict, out_dir,
+                        num_workers: int = 1, verbose: bool = False) -> Path:
+    """Chapter 8's melody set into `out_dir`: `waveforms-<split>.npy` (N, T) int16 and `clips-<split>.json`.
+
+    Validation and test melodies come from SynthCaps' validation and test scores; training melodies
+    from its training scores and `extra_scores` further ones, minus any score whose melody shares an
+    n-gram of `ngram` steps with a held-out score (the corpus has a tune under two names now and then).
+    """
+    cfg = {**dataclasses.asdict(data_config), **dataclasses.asdict(set_config)}
+    skip = len(synthcaps_candidates(cfg))
+    extra = scores.list_sources(cfg["seed"], skip + int(set_config.extra_scores * 1.3) + 8)[skip:]
+    extra = extra[: set_config.extra_scores]
+    held = held_out_ngrams(source_splits, set_config.ngram)
+    order = [*source_splits.items(), *((sid, "train") for sid in extra)]
+    start, dropped, jobs = time.time(), [], []
+    for i, (sid, split) in enumerate(order):
+        if split == "train":
+            try:
+                if melody_ngrams(scores.parse_score(sid).voices[0], set_config.ngram) & held:
+                    dropped.append(sid)
+                    continue
+            except Exception:
+                continue
+        seconds = set_config.train_seconds if split == "train" else set_config.eval_seconds
+        jobs.append((i, sid, split, cfg, seconds))
+    clips = {s: [] for s in SPLITS}
+    for rows in _run(jobs, _melody_set_job, num_workers):
+        for label, pcm in rows:
+            clips[label["split"]].append((label, pcm))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, rows in clips.items():
+        np.save(out_dir / f"waveforms-{split}.npy", np.stack([pcm for _, pcm in rows]))
+        (out_dir / f"clips-{split}.json").write_text(json.dumps([label for label, _ in rows]))
+    (out_dir / "dropped.json").write_text(json.dumps(dropped, indent=1))
+    if verbose:
+        counts = {s: f"{len(r)} clips, {len({lab['melody_id'] for lab, _ in r})} melodies" for s, r in clips.items()}
+        print(f"melody set: {counts}; {len(dropped)} training scores dropped (share a tune with a held-out one); "
+              f"{time.time() - start:.0f} s -> {out_dir}")
+    return out_dir
+
+
+def synthcaps_candidates(cfg: dict) -> list[str]:
+    """Every score SynthCaps may use, whatever its split (so the extra scores come after them)."""
+    from .synthcaps import _candidates
+
+    return _candidates(cfg)[0]
+
+
+def ensure_melody_set(preset, set_config: MelodySetConfig | None = None, num_workers: int = 1,
+                      verbose: bool = False) -> Path:
+    """Chapter 8's melody set folder, rendered first if missing or made with other settings (Chapter 8)."""
+    set_config = set_config or MelodySetConfig()
+    splits = json.loads((ensure_synthcaps(preset, num_workers) / "sources.json").read_text())
+    return _ensure(melody_set_dir(preset), preset.data,
+                   lambda tmp: generate_melody_set(preset.data, set_config, splits, tmp, num_workers, verbose),
+                   extra={"melody_set": dataclasses.asdict(set_config)})
+
+
+def load_melody_set(path, split: str) -> tuple[np.ndarray, list[dict]]:
+    """(N, T) int16 waveforms and their labels (melody_id, variant, ...) of one split (Chapter 8)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
+    return np.load(Path(path) / f"waveforms-{split}.npy"), json.loads((Path(path) / f"clips-{split}.json").read_text())
+
+
 def main(argv=None) -> None:
-    """`python -m musiclm_mini.data.melody_pairs --preset tiny [--workers 2]` (Chapter 1)."""
-    preset, workers = parse_command(argv, "Generate the melody pairs (and SynthCaps first if missing).")
+    """`python -m musiclm_mini.data.melody_pairs --preset tiny [--workers 2] [--set]` (Chapters 1 and 8)."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chapter8 = "--set" in argv
+    preset, workers = parse_command([a for a in argv if a != "--set"],
+                                    "Generate the melody pairs (and SynthCaps first if missing); --set: Chapter 8's melody set.")
     start = time.time()
+    if chapter8:
+        print(f"Melody set ready at {ensure_melody_set(preset, num_workers=workers, verbose=True)} "
+              f"after {time.time() - start:.1f} s")
+        return
     pairs = load_melody_pairs(preset, workers)
     print(f"Melody pairs ready at {melody_dir(preset)} ({sum(map(len, pairs.values()))} clips) "
           f"after {time.time() - start:.1f} s")

@@ -45,6 +45,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
                                      data="synthcaps+extra"),
     ("fine-stage", "tiny"): Recipe(steps=4000, val_every=500, checkpoint_every=250, threads=1,
                                    data="synthcaps+extra"),
+    # Chapter 8: 32 melodies x 3 renderings per step, on one thread.
+    ("melody-embedder", "tiny"): Recipe(steps=1500, batch_size=32, val_every=250, checkpoint_every=100, threads=1),
 }
 
 

@@ -1,0 +1,106 @@
+"""Training the melody embedder: `python -m musiclm_mini.train melody-embedder --preset tiny` (Chapter 8).
+
+Paper: MusicLM Sec. 6 and appendix C (a ViT trained with the semi-hard triplet loss on audio pairs
+with matching melodies and different acoustics).
+
+One step:
+
+    B melodies x V renderings, the same 4 s of each tune  (melody/dataset.py)   (B*V, n_mels, frames)
+    --augment (swell, noise, smear)--> --log, standardise--> ViT --> (B*V, embed_dim)
+    --semi-hard triplet loss, mined in the batch (melody/triplet.py)--> AdamW
+
+Validation: same-melody retrieval on the held-out melodies of the validation split (SynthCaps'
+validation scores, never seen in training), across instruments and from the hum and the whistle,
+recall@1 and @5 against chance (`melody/retrieval.py`). The test split is not read here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from ..components import checkpoint_config
+from ..config import Preset
+from ..melody.augment import augment
+from ..melody.dataset import MelodyGroups
+from ..melody.frontend import log_standardise
+from ..melody.retrieval import same_melody_retrieval
+from ..melody.triplet import semi_hard_triplet_loss
+from ..melody.vit import MelodyEmbedder, melody_embedder_config
+from .distributed import Runtime, wrap_ddp
+from .loop import Run, batch_indices, fit, fit_options, step_generator
+
+RENDERINGS_PER_MELODY = 3  # V: each melody of a batch brings 3 of its 5 renderings (positives for each other)
+
+
+def load_eval_split(preset: Preset, split: str) -> tuple[torch.Tensor, list[dict]]:
+    """(N, T) float waveforms and labels of the melody set's validation (or test) split (Chapter 8)."""
+    from ..data.melody_pairs import ensure_melody_set, load_melody_set
+
+    pcm, labels = load_melody_set(ensure_melody_set(preset), split)
+    return torch.from_numpy(pcm.astype(np.float32) / 32768.0), labels
+
+
+@torch.no_grad()
+def evaluate(model: MelodyEmbedder, waves: torch.Tensor, labels: list[dict]) -> dict[str, float]:
+    """Same-melody retrieval of clips (N, T) (Chapter 8): recall@1/@5 per query kind, and chance."""
+    model.eval()
+    emb = torch.cat([model.embed(w) for w in waves.split(16)])  # (N, W, D)
+    return same_melody_retrieval(emb, labels)
+
+
+def train_melody_embedder(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """The `melody-embedder` subcommand of `python -m musiclm_mini.train` (Chapter 8)."""
+    if args.data != "synthcaps":
+        raise ValueError("the melody embedder trains on the melody set rendered from SynthCaps' scores: --data synthcaps")
+    from ..data.melody_pairs import ensure_melody_set
+
+    cfg, tc = melody_embedder_config(preset), preset.train
+    torch.manual_seed(tc.seed)
+    model = MelodyEmbedder(cfg).to(runtime.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, weight_decay=0.05)
+    model_ddp = wrap_ddp(model, runtime)
+    folder = ensure_melody_set(preset, verbose=runtime.is_main)
+    train = MelodyGroups.from_folder(folder, "train", cfg.mel)
+    val_waves, val_labels = load_eval_split(preset, "validation")
+
+    def step_fn(step: int) -> dict[str, float]:
+        model.train()
+        g = step_generator(tc.seed, step, runtime.rank)
+        groups = batch_indices(len(train.groups), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
+        power, labels = train.batch(groups, RENDERINGS_PER_MELODY, cfg.frames, g)  # (B*V, M, frames), (B*V,)
+        x = log_standardise(augment(power, g, cfg.mel.frame_rate)).to(runtime.device)
+        loss, stats = semi_hard_triplet_loss(model_ddp(x), labels.to(runtime.device), cfg.margin)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        return {"loss": float(loss.detach()), **stats}
+
+    def validate() -> dict[str, float]:
+        figures = evaluate(model, val_waves, val_labels)
+        model.train()
+        return figures
+
+    run = Run(name=f"melody-embedder-{preset.name}", out_dir=args.out,
+              config=checkpoint_config("melody-embedder", cfg, preset.name), model=model,
+              optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
+              warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every,
+              seed=tc.seed, quiet=args.quiet)
+    fit(run, step_fn, validate, **fit_options(args))
+    if runtime.is_main and run.step == tc.steps:
+        metrics = {"preset": preset.name, "steps": run.step, "train_seconds": round(run.elapsed, 1),
+                   "train_melodies": len(train.groups), "validation": run.history[-1] if run.history else None,
+                   "validation_history": run.history}
+        (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return run
+
+
+def measure_melody_embedder(model: MelodyEmbedder, preset: Preset, root=None) -> dict:
+    """What `ship melody-embedder` records: retrieval of the shipped weights on the validation split (Chapter 8).
+
+    Validation, not test: the test split's melodies are kept for the chapter's one measured look.
+    """
+    return {"validation": evaluate(model, *load_eval_split(preset, "validation"))}
