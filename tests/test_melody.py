@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from musiclm_mini.components import architecture
-from musiclm_mini.config import MelodyConfig, get_preset
+from musiclm_mini.config import MelodyConfig, RVQConfig, get_preset
 from musiclm_mini.melody import frontend, triplet
 from musiclm_mini.melody.vit import MelodyEmbedder, MelodyEmbedderConfig, melody_embedder_config
 
@@ -76,7 +76,8 @@ def test_the_loss_needs_pairs_and_negatives_and_a_gradient_step_lowers_it():
     assert float(after) < float(loss.detach())
 
 
-MICRO = MelodyEmbedderConfig(MelodyConfig(n_layers=1, n_heads=2, d_model=16, d_ff=32, embed_dim=8),
+MICRO = MelodyEmbedderConfig(MelodyConfig(n_layers=1, n_heads=2, d_model=16, d_ff=32, embed_dim=8,
+                                          rvq=RVQConfig(3, 16, 8)),
                              frontend.MelSettings(n_mels=16), patch_frames=4)
 
 
@@ -110,3 +111,24 @@ def test_tiny_and_paper_sizes():
     assert params < 2_000_000  # a few MB in float16
     assert architecture(dataclasses.replace(tiny, margin=0.5)) == architecture(tiny)  # a setting: not the identity
     assert architecture(dataclasses.replace(tiny, patch_frames=2)) != architecture(tiny)
+
+
+def test_melody_tokens_are_each_windows_rvq_codes_window_by_window():
+    from musiclm_mini.errors import CheckpointError
+    from musiclm_mini.melody import tokens
+
+    torch.manual_seed(0)
+    model = MelodyEmbedder(MICRO).eval()
+    wave = torch.randn(2, 10 * frontend.SAMPLE_RATE) * 0.1
+    with pytest.raises(CheckpointError, match="not fitted"):
+        tokens.melody_tokens(model, wave)
+    errors = tokens.fit_melody_rvq(model, torch.nn.functional.normalize(torch.randn(300, 8), dim=-1))
+    assert errors.shape == (3,) and (errors[1:] < errors[:-1]).all()  # each level removes more of the residual
+    emb = model.embed(wave)  # (2, 3, 8)
+    codes = tokens.quantize(model, emb)  # (2, 3 windows, 3 levels)
+    assert codes.shape == (2, 3, 3)
+    flat = tokens.melody_tokens(model, wave)
+    assert torch.equal(flat, codes.flatten(1)) and torch.equal(flat[:, :3], codes[:, 0])  # window 0's levels first
+    one = tokens.quantize(model, emb[:, 1:2])  # a window's codes do not depend on the other windows
+    assert torch.equal(one[:, 0], codes[:, 1])
+    assert (tokens.dequantize(model, codes) - emb).pow(2).sum(-1).mean() < emb.pow(2).sum(-1).mean()

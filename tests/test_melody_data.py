@@ -103,7 +103,8 @@ def test_melody_ngrams_ignore_transposition_and_excerpts_differ():
 
 MICRO = ["--preset", "tiny", "--quiet", "--threads", "1", "--batch-size", "2", "--set", "melody.n_layers=1",
          "--set", "melody.d_model=16", "--set", "melody.n_heads=2", "--set", "melody.d_ff=32",
-         "--set", "melody.embed_dim=8", "--set", "train.warmup_steps=1"]
+         "--set", "melody.embed_dim=8", "--set", "melody.rvq.dim=8",
+         "--set", "melody.rvq.codebook_size=16", "--set", "melody.rvq.num_quantizers=3", "--set", "train.warmup_steps=1"]
 
 
 def test_the_trainer_runs_validates_and_resumes_exactly(tmp_path, monkeypatch):
@@ -128,3 +129,8 @@ def test_the_trainer_runs_validates_and_resumes_exactly(tmp_path, monkeypatch):
 
     model = load("melody-embedder", path=tmp_path / "a")
     assert model.embed(torch.zeros(1, SAMPLE_RATE * 10) + 0.01).shape == (1, 3, 8)
+    assert len(metrics["rvq_mse_per_level"]) == 3 and "instrument_recall@1" in metrics["validation_tokens"]
+    from musiclm_mini.melody.tokens import melody_tokens
+
+    tokens = melody_tokens(model, torch.randn(2, SAMPLE_RATE * 10) * 0.1)  # the fitted RVQ travels with the weights
+    assert tokens.shape == (2, 9) and tokens.dtype == torch.long and int(tokens.max()) < 16

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import MelodyConfig, Preset, setting
+from ..tokenizers.quantize import ResidualVQ
 from .frontend import MelSettings, log_standardise, mel_power, melody_windows, window_frames
 
 # Mel frames per token: the paper's "temporal frames" one by one (200 tokens per window); tiny groups
@@ -77,12 +78,16 @@ class MelodyEmbedder(nn.Module):
         m = cfg.melody
         if cfg.frames % cfg.patch_frames:
             raise ValueError(f"{cfg.frames} frames per window do not split into patches of {cfg.patch_frames}")
+        if m.rvq.dim != m.embed_dim:
+            raise ValueError(f"the melody RVQ quantizes {m.embed_dim}-d embeddings, not {m.rvq.dim}-d ones")
         self.cfg = cfg
         self.patch = nn.Linear(cfg.mel.n_mels * cfg.patch_frames, m.d_model)
         self.position = nn.Parameter(torch.randn(1, cfg.tokens, m.d_model) * 0.02)  # learned, as in ViT
         self.blocks = nn.ModuleList(Block(m.d_model, m.n_heads, m.d_ff) for _ in range(m.n_layers))
         self.norm = nn.LayerNorm(m.d_model)
         self.head = nn.Linear(m.d_model, m.embed_dim)
+        self.rvq = ResidualVQ.from_config(m.rvq)  # melody tokens (`tokens.py`): fitted after training, then fixed
+        self.rvq.eval()
 
     def forward(self, logmel: Tensor) -> Tensor:
         """Standardised log-mel windows (B, n_mels, frames) -> unit embeddings (B, embed_dim)."""

@@ -12,6 +12,8 @@ One step:
 Validation: same-melody retrieval on the held-out melodies of the validation split (SynthCaps'
 validation scores, never seen in training), across instruments and from the hum and the whistle,
 recall@1 and @5 against chance (`melody/retrieval.py`). The test split is not read here.
+After the last step the RVQ of the melody tokens is fitted on embeddings of the training clips
+(`melody/tokens.py`), and the tokens' own retrieval is measured on validation.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ..melody.augment import augment
 from ..melody.dataset import MelodyGroups
 from ..melody.frontend import log_standardise
 from ..melody.retrieval import same_melody_retrieval
+from ..melody.tokens import dequantize, fit_melody_rvq, quantize
 from ..melody.triplet import semi_hard_triplet_loss
 from ..melody.vit import MelodyEmbedder, melody_embedder_config
 from .distributed import Runtime, wrap_ddp
@@ -44,10 +47,15 @@ def load_eval_split(preset: Preset, split: str) -> tuple[torch.Tensor, list[dict
 
 
 @torch.no_grad()
-def evaluate(model: MelodyEmbedder, waves: torch.Tensor, labels: list[dict]) -> dict[str, float]:
-    """Same-melody retrieval of clips (N, T) (Chapter 8): recall@1/@5 per query kind, and chance."""
+def evaluate(model: MelodyEmbedder, waves: torch.Tensor, labels: list[dict], tokens: bool = False) -> dict[str, float]:
+    """Same-melody retrieval of clips (N, T) (Chapter 8): recall@1/@5 per query kind, and chance.
+
+    `tokens=True`: of the melody tokens instead, each window's codes turned back into its vector.
+    """
     model.eval()
     emb = torch.cat([model.embed(w) for w in waves.split(16)])  # (N, W, D)
+    if tokens:
+        emb = torch.nn.functional.normalize(dequantize(model, quantize(model, emb)), dim=-1)
     return same_melody_retrieval(emb, labels)
 
 
@@ -91,11 +99,35 @@ def train_melody_embedder(preset: Preset, args: argparse.Namespace, runtime: Run
               seed=tc.seed, quiet=args.quiet)
     fit(run, step_fn, validate, **fit_options(args))
     if runtime.is_main and run.step == tc.steps:
-        metrics = {"preset": preset.name, "steps": run.step, "train_seconds": round(run.elapsed, 1),
-                   "train_melodies": len(train.groups), "validation": run.history[-1] if run.history else None,
-                   "validation_history": run.history}
-        (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        finish(run, model, train, val_waves, val_labels, preset)
     return run
+
+
+@torch.no_grad()
+def training_embeddings(model: MelodyEmbedder, train: MelodyGroups, chunk: int = 256) -> torch.Tensor:
+    """Embeddings of the first and last 4 s of every training clip (Chapter 8): (2 N, D), for the RVQ."""
+    model.eval()
+    frames, total = model.cfg.frames, train.logmel.shape[-1]
+    out = []
+    for start in (0, total - frames):
+        for block in train.logmel[..., start:start + frames].split(chunk):
+            out.append(model(log_standardise(block.float().exp())))
+    return torch.cat(out)
+
+
+def finish(run: Run, model: MelodyEmbedder, train: MelodyGroups, val_waves, val_labels, preset: Preset) -> dict:
+    """Fit the melody-token RVQ on training embeddings, save, and measure the tokens on validation (Chapter 8)."""
+    from ..checkpoint import save_checkpoint
+
+    errors = fit_melody_rvq(model, training_embeddings(model, train), seed=run.seed)
+    save_checkpoint(run.out_dir, model.state_dict(), run.config, run.train_state())
+    metrics = {"preset": preset.name, "steps": run.step, "train_seconds": round(run.elapsed, 1),
+               "train_melodies": len(train.groups), "rvq_mse_per_level": [round(float(e), 5) for e in errors],
+               "validation": run.history[-1] if run.history else None,
+               "validation_tokens": evaluate(model, val_waves, val_labels, tokens=True),
+               "validation_history": run.history}
+    (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
 
 
 def measure_melody_embedder(model: MelodyEmbedder, preset: Preset, root=None) -> dict:
