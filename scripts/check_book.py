@@ -69,9 +69,12 @@ def main(argv=None) -> int:
             continue
         text = html.read_text(errors="replace")
         size = html.stat().st_size / 1e6
-        players = text.count("<audio")
+        # Players outside <script>: the saved state of a widget (widgets.py) holds a player the page never shows.
+        shown = re.sub(r"<script.*?</script>", "", text, flags=re.S)
+        players = shown.count("<audio")
+        formats = sorted(set(re.findall(r'<audio[^>]*src="data:audio/([a-z0-9.+-]+)', shown)))
         has_math = 'class="math' in text
-        line = f"{page}: {size:.1f} MB, {players} audio players"
+        line = f"{page}: {size:.1f} MB, {players} audio players" + (f" ({', '.join(formats)})" if formats else "")
         if is_chapter(page) and players == 0:
             problems.append(f"{page}: a chapter without a single audio player")
         if size > args.max_mb:
