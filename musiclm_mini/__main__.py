@@ -1,11 +1,13 @@
-"""Command line: `python -m musiclm_mini generate "a calming violin melody" --seconds 10 -o out.wav` (Chapter 6).
+"""Command line: `python -m musiclm_mini generate "a calming violin melody" --seconds 10 -o out.wav` (Chapters 6, 9).
 
-Paper: MusicLM Sec. 3.2 (generation from a text prompt).
+Paper: MusicLM Sec. 3.2 (generation from a text prompt) and Sec. 6 (long generation, story mode).
 
     python -m musiclm_mini generate TEXT [--seconds 10] [-o out.wav] [--preset tiny] [--seed 0]
                                          [--guidance W] [--checkpoints DIR] [--device cpu] [--quiet]
+    python -m musiclm_mini story TEXT TEXT ... [--seconds-each S] [-o story.wav] [same options]
 
-Shows one progress bar per stage. Bad input (empty text, a duration that is not in (0, 300] s, an
+Shows one progress bar per stage. Bad input (empty text, no texts for a story, a duration or a story's
+total that is not in (0, 300] s, an
 unknown preset in MUSICLM_PRESET, an output file that cannot be written, `--device cuda` without CUDA,
 a missing checkpoint or one made for another preset) prints one line `error: ...` and exits with 2.
 Training has its own entry point: `python -m musiclm_mini.train <component>`.
@@ -28,17 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate music from a text description")
     gen.add_argument("text", help="what the music should sound like")
     gen.add_argument("--seconds", type=float, default=10.0, help="duration in seconds (default 10, at most 300)")
-    gen.add_argument("-o", "--output", type=Path, default=Path("out.wav"), help="WAV file to write (default out.wav)")
-    gen.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                     help="model sizes (default: $MUSICLM_PRESET, else the preset whose checkpoints ship: tiny)")
-    gen.add_argument("--seed", type=int, default=0, help="same seed, same music")
-    gen.add_argument("--guidance", type=float, default=None,
-                     help="classifier-free guidance scale, 1 = none as in the paper (default: the preset's)")
-    gen.add_argument("--checkpoints", type=Path, default=None,
-                     help="folder holding <component>-<preset>/ for codec, kmeans, mulan and the three stages "
-                          "(default: the shipped musiclm_mini/checkpoints)")
-    gen.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    story = sub.add_parser("story", help="story mode: one piece whose text changes every --seconds-each seconds")
+    story.add_argument("texts", nargs="*", help="the texts, in order")
+    story.add_argument("--seconds-each", type=float, default=None,
+                       help="seconds per text (default: the preset's story_change_seconds; total at most 300)")
+    for cmd, out in ((gen, "out.wav"), (story, "story.wav")):
+        cmd.add_argument("-o", "--output", type=Path, default=Path(out), help=f"WAV file to write (default {out})")
+        cmd.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                         help="model sizes (default: $MUSICLM_PRESET, else the preset whose checkpoints ship: tiny)")
+        cmd.add_argument("--seed", type=int, default=0, help="same seed, same music")
+        cmd.add_argument("--guidance", type=float, default=None,
+                         help="classifier-free guidance scale, 1 = none as in the paper (default: the preset's)")
+        cmd.add_argument("--checkpoints", type=Path, default=None,
+                         help="folder holding <component>-<preset>/ for codec, kmeans, mulan and the three stages "
+                              "(default: the shipped musiclm_mini/checkpoints)")
+        cmd.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+        cmd.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -48,11 +55,18 @@ def check_request(args: argparse.Namespace) -> None:
 
     import torch
 
-    from .musiclm import check_seconds, check_text
+    from .musiclm import check_seconds, check_story, check_text
 
-    check_text(args.text)
-    check_seconds(args.seconds)
-    args.preset = get_preset(args.preset or default_preset_name()).name  # a bad MUSICLM_PRESET: ValueError
+    preset = get_preset(args.preset or default_preset_name())  # a bad MUSICLM_PRESET: ValueError
+    args.preset = preset.name
+    if args.command == "story":
+        each = preset.long.story_change_seconds if args.seconds_each is None else args.seconds_each
+        args.segments = [(text, each) for text in args.texts]
+        check_story(args.segments)
+        args.seconds = len(args.texts) * each
+    else:
+        check_text(args.text)
+        check_seconds(args.seconds)
     if args.guidance is not None and not args.guidance >= 0:  # also refuses NaN
         raise ValueError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance:g}")
     if args.output.suffix.lower() != ".wav":
@@ -65,13 +79,16 @@ def check_request(args: argparse.Namespace) -> None:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    """Load the models, generate, write the WAV (Chapter 6)."""
+    """Load the models, generate (one text, or a story), write the WAV (Chapters 6 and 9)."""
     from .audio import save_audio
     from .musiclm import MusicLM
 
     start = time.perf_counter()
     model = MusicLM.from_pretrained(args.preset, args.checkpoints, args.device)
-    wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet, guidance=args.guidance)
+    if args.command == "story":
+        wave = model.story(args.segments, seed=args.seed, progress=not args.quiet, guidance=args.guidance)
+    else:
+        wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet, guidance=args.guidance)
     save_audio(args.output, wave, model.sample_rate)
     if not args.quiet:
         print(f"wrote {args.output} ({args.seconds:g} s) in {time.perf_counter() - start:.1f} s")

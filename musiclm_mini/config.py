@@ -215,11 +215,11 @@ class MelodyConfig:
 
 @dataclass(frozen=True)
 class LongGenerationConfig:
-    """Long generation and story mode (Chapter 9)."""
+    """Long generation and story mode (Chapter 9): semantic windows of prefix + stride <= its crop."""
 
-    stride_seconds: float = 15.0
-    prefix_seconds: float = 15.0
-    story_change_seconds: float = 15.0
+    stride_seconds: float = 15.0  # new audio per window
+    prefix_seconds: float = 15.0  # the previous window's end, given as the prompt
+    story_change_seconds: float = 15.0  # default length of a story segment
 
 
 @dataclass(frozen=True)
@@ -361,7 +361,7 @@ def _tiny() -> Preset:
         coarse_levels=4,
         melody=MelodyConfig(n_layers=4, n_heads=4, d_model=128, d_ff=256, embed_dim=64,
                             rvq=RVQConfig(8, 128, 64)),
-        long=LongGenerationConfig(stride_seconds=5.0, prefix_seconds=5.0, story_change_seconds=5.0),
+        long=LongGenerationConfig(stride_seconds=3.0, prefix_seconds=3.0, story_change_seconds=10.0),
         memorization=MemorizationConfig(max_prompt_tokens=50, generated_tokens=25),
         train=TrainConfig(batch_size=8, learning_rate=1e-3, steps=2_000, warmup_steps=100,
                           val_every=250, checkpoint_every=250),

@@ -22,6 +22,8 @@ the coarse tokens, as AudioLM does. `caption_adherence` measures whether the mus
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import numbers
 import time
@@ -63,25 +65,56 @@ def check_seconds(seconds) -> float:
     return float(seconds)
 
 
-def window_plan(preset: Preset, seconds: float) -> dict[str, dict]:
-    """How `MusicLM.generate_tokens` covers `seconds` with windows as long as each stage's training crop (Chapter 6).
+def check_story(segments) -> tuple[list[str], list[float]]:
+    """[(text, seconds), ...] -> (texts, seconds), or one clear error: no segments, an empty text, a duration
+    that is not positive, a total over `MAX_SECONDS` (Chapter 9)."""
+    if isinstance(segments, (str, bytes)) or not segments:
+        raise ValueError("a story needs at least one (text, seconds) segment")
+    if not all(isinstance(seg, (tuple, list)) and len(seg) == 2 for seg in segments):
+        raise ValueError(f"each story segment must be a (text, seconds) pair, got {segments!r}")
+    texts = [check_text(text) for text, _ in segments]
+    seconds = [check_seconds(sec) for _, sec in segments]
+    if sum(seconds) > MAX_SECONDS:
+        raise ValueError(f"the story lasts {sum(seconds):g} s in all; at most {MAX_SECONDS:g} s (five minutes)")
+    return texts, seconds
 
-    -> {stage: {"frames", "window", "prefix", "unit", "windows": [Window, ...]}}, counted in the stage's
-    target frames (semantic frames; codec frames for coarse and fine). The semantic and coarse stages
-    slide: each window after the first is prompted with about half a window of what came before. The
-    coarse windows start on grid units (`unit` codec frames), so each reads whole semantic frames. The
-    fine stage fills independent chunks (prefix 0), as AudioLM does.
+
+def window_plan(preset: Preset, seconds: float, breaks: tuple[float, ...] = ()) -> dict[str, dict]:
+    """How `MusicLM.generate_tokens` covers `seconds` with windows no longer than each stage's training crop (Chapters 6, 9).
+
+    -> {stage: {"frames", "window", "prefix", "unit", "breaks", "windows": [Window, ...]}}, counted in the
+    stage's target frames (semantic frames; codec frames for coarse and fine). The semantic stage slides as
+    the paper's long generation does (Sec. 6): windows of `preset.long.prefix_seconds + stride_seconds`,
+    each prompted with the last `prefix_seconds` of what came before (paper: 15 s + 15 s in a 30 s crop).
+    The coarse stage slides with half a crop of prompt (the book's choice) and starts on grid units
+    (`unit` codec frames), so each window reads whole semantic frames. The fine stage fills independent
+    chunks (prefix 0), as AudioLM does. `breaks` (seconds, story mode) are where the text changes: no new
+    part of a text-reading stage's window crosses one (`sliding_windows`).
     """
-    grid = TokenGrid.from_preset(preset)
+    grid, long = TokenGrid.from_preset(preset), preset.long
+    if long.prefix_seconds + long.stride_seconds > preset.semantic_stage.crop_seconds + 1e-9:
+        raise ValueError(f"preset {preset.name!r}: a long-generation window (prefix {long.prefix_seconds:g} s + stride "
+                         f"{long.stride_seconds:g} s) is longer than the semantic stage's {preset.semantic_stage.crop_seconds:g} s crop")
     units = grid.units(check_seconds(seconds))
+    unit_seconds = grid.unit / grid.sample_rate
+    break_units = tuple(round(b / unit_seconds) for b in breaks)
+    if any(not 0 < b < units for b in break_units) or len(set(break_units)) < len(break_units):
+        raise ValueError(f"breaks {list(breaks)} must be distinct times inside (0, {seconds:g}) s, at least "
+                         f"{unit_seconds:g} s apart")
     spu, apu = grid.semantic_per_unit, grid.acoustic_per_unit
+    semantic_rate = grid.sample_rate / grid.semantic_hop  # semantic frames per second
     plans = {}
-    for name, total, unit, slide in (("semantic", units * spu, 1, True), ("coarse", units * apu, apu, True),
-                                     ("fine", units * apu, 1, False)):
-        window = frames_to_multiple(grid.crop_frames(name, getattr(preset, f"{name}_stage").crop_seconds), unit)
-        prefix = frames_to_multiple(window // 2, unit) if slide and window >= 2 * unit else 0
-        plans[name] = {"frames": total, "window": window, "prefix": prefix, "unit": unit,
-                       "windows": sliding_windows(total, window, prefix, unit)}
+    for name, total, unit in (("semantic", units * spu, 1), ("coarse", units * apu, apu), ("fine", units * apu, 1)):
+        if name == "semantic":
+            window = frames_to_multiple(grid.crop_frames(name, long.prefix_seconds + long.stride_seconds), unit)
+            prefix = frames_to_multiple(long.prefix_seconds * semantic_rate, unit)
+        else:
+            window = frames_to_multiple(grid.crop_frames(name, getattr(preset, f"{name}_stage").crop_seconds), unit)
+            prefix = frames_to_multiple(window // 2, unit) if name == "coarse" and window >= 2 * unit else 0
+        per_unit = {"semantic": spu, "coarse": apu, "fine": apu}[name]
+        cuts = tuple(b * per_unit for b in break_units) if name != "fine" else ()  # the fine stage reads no text
+        plans[name] = {"frames": total, "window": window, "prefix": prefix, "unit": unit, "breaks": cuts,
+                       "windows": sliding_windows(total, window, prefix, unit, cuts)}
     return plans
 
 
@@ -162,15 +195,21 @@ class MusicLM:
 
     def generate_tokens(self, mulan_tokens: Tensor, seconds: float, seed: int = 0,
                         temperatures: tuple[float, float, float] | None = None, progress: bool = False,
-                        semantic: Tensor | None = None, guidance: float | None = None) -> dict[str, Tensor]:
-        """MuLan tokens (B, 12) -> {"semantic" (B, T_s), "coarse" (B, Q_c, T_a), "fine" (B, Q_f, T_a)} (Chapter 6).
+                        semantic: Tensor | None = None, guidance: float | None = None,
+                        breaks: tuple[float, ...] = ()) -> dict[str, Tensor]:
+        """MuLan tokens (B, 12) -> {"semantic" (B, T_s), "coarse" (B, Q_c, T_a), "fine" (B, Q_f, T_a)} (Chapters 6, 9).
 
         `semantic` (B, >= T_s), if given, replaces the semantic stage: e.g. a real clip's semantic tokens, to
-        hear what the acoustic stages make of them alone.
+        hear what the acoustic stages make of them alone. Story mode (Chapter 9): `mulan_tokens` (B, S, 12)
+        holds S texts' tokens and `breaks` the S - 1 times (s) where each next text takes over; the token
+        prompt carries over each break, only the conditioning changes.
         """
         seconds = check_seconds(seconds)
-        if mulan_tokens.dim() != 2 or mulan_tokens.shape[1] != self.layout.mulan_levels:
-            raise ValueError(f"MuLan tokens must be (B, {self.layout.mulan_levels}), got {tuple(mulan_tokens.shape)}")
+        M = mulan_tokens.to(self.device).long()
+        M = M[:, None] if M.dim() == 2 else M  # (B, S, 12): one row of MuLan tokens per text
+        if M.dim() != 3 or M.shape[2] != self.layout.mulan_levels or M.shape[1] != len(breaks) + 1:
+            raise ValueError(f"MuLan tokens must be (B, {self.layout.mulan_levels}), or (B, S, {self.layout.mulan_levels}) "
+                             f"with S - 1 = {len(breaks)} breaks; got {tuple(mulan_tokens.shape)}")
         temps = temperatures or tuple(getattr(self.preset, f"{s}_stage").temperature for s in STAGE_NAMES)
         if len(temps) != 3:
             raise ValueError(f"temperatures must be (semantic, coarse, fine), got {temps}")
@@ -179,35 +218,52 @@ class MusicLM:
             raise ValueError(f"guidance must be a finite number >= 0 (1 = no guidance), got {guidance!r}")
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         spu, apu = self.grid.semantic_per_unit, self.grid.acoustic_per_unit
-        plans, st, out = window_plan(self.preset, seconds), self.stages, {}
+        plans, st, out = window_plan(self.preset, seconds, tuple(breaks)), self.stages, {}
+
+        def text_of(name: str, w) -> Tensor:  # (B, 12): the text of the segment where w's new frames start
+            return M[:, bisect.bisect_right(plans[name]["breaks"], w.given)]
 
         def run(name: str, condition) -> Tensor:
             cfg, plan = getattr(self.preset, f"{name}_stage"), plans[name]
-            total, window, prefix, unit = plan["frames"], plan["window"], plan["prefix"], plan["unit"]
             scale = 1.0 if not st[name].reads_mulan else cfg.guidance if guidance is None else float(guidance)
             sampling = Sampling(temps[STAGE_NAMES.index(name)], cfg.top_k, guidance=scale)
-            bar = tqdm(total=_sampling_steps(total, window, prefix, unit, st[name].tokens_per_frame),
-                       desc=name, disable=not progress)
+            bar = tqdm(total=_sampling_steps(plan["windows"]) * st[name].tokens_per_frame, desc=name,
+                       disable=not progress)
             start = time.perf_counter()
-            ids = generate_windows(self.transformers[name], st[name], condition, total, window, prefix, sampling, unit, g,
-                                   tick=lambda: bar.update(1))
+            ids = generate_windows(self.transformers[name], st[name], condition, plan["frames"], plan["window"],
+                                   plan["prefix"], sampling, plan["unit"], g, tick=lambda: bar.update(1),
+                                   breaks=plan["breaks"])
             bar.close()
             self.timings[name] = time.perf_counter() - start
             return st[name].decode_target(ids)
 
-        M = mulan_tokens.to(self.device).long()
         n_semantic = plans["semantic"]["frames"]
         if semantic is None:
-            out["semantic"] = run("semantic", lambda w: st["semantic"].condition(M))
+            out["semantic"] = run("semantic", lambda w: st["semantic"].condition(text_of("semantic", w)))
         else:
             if semantic.dim() != 2 or semantic.shape[0] != M.shape[0] or semantic.shape[1] < n_semantic:
                 raise ValueError(f"semantic tokens must be (B={M.shape[0]}, >= {n_semantic}), got {tuple(semantic.shape)}")
             out["semantic"] = semantic[:, :n_semantic].to(self.device).long()
         # each coarse window reads the semantic tokens of its own time span (codec frames -> semantic frames)
         out["coarse"] = run("coarse", lambda w: st["coarse"].condition(
-            M, out["semantic"][:, w.start // apu * spu:w.end // apu * spu]))
+            text_of("coarse", w), out["semantic"][:, w.start // apu * spu:w.end // apu * spu]))
         out["fine"] = run("fine", lambda w: st["fine"].condition(out["coarse"][:, :, w.start:w.end]))
         return out
+
+    def story(self, segments: list[tuple[str, float]], seed: int = 0, progress: bool = False,
+              guidance: float | None = None, temperatures: tuple[float, float, float] | None = None) -> Tensor:
+        """Story mode (Chapter 9, paper Sec. 6): [(text, seconds), ...] -> one wave (T,), the text changing at each boundary.
+
+        M_T is computed once per text; the windows of the semantic and coarse stages are cut at each
+        boundary and the next text conditions the windows after it, prompted with the tokens before it.
+        """
+        texts, seconds = check_story(segments)
+        with torch.no_grad():
+            M = self.mulan.tokens_from_text(texts).to(self.device)  # (S, 12)
+        breaks = tuple(itertools.accumulate(seconds))[:-1]
+        tokens = self.generate_tokens(M[None], sum(seconds), seed, temperatures, progress, guidance=guidance,
+                                      breaks=breaks)
+        return self.decode(tokens, sum(seconds))[0]
 
     @torch.no_grad()
     def decode(self, tokens: dict[str, Tensor], seconds: float) -> Tensor:
@@ -221,12 +277,10 @@ class MusicLM:
         return wave
 
 
-def _sampling_steps(total: int, window: int, prefix: int, unit: int, tokens_per_frame: int) -> int:
-    """How many sampling steps `generate_windows` takes (batched fresh windows count once)."""
-    plan = sliding_windows(total, window, prefix, unit)
-    fresh = [w for w in plan if w.given == w.start]
-    rest = sum(w.end - w.given for w in plan if w.given != w.start)
-    return ((fresh[0].end - fresh[0].start) + rest) * tokens_per_frame
+def _sampling_steps(plan: list) -> int:
+    """How many sampling steps `generate_windows` takes over `plan` in frames (batched fresh windows count once)."""
+    fresh_lengths = {w.end - w.start for w in plan if w.given == w.start}
+    return sum(fresh_lengths) + sum(w.end - w.given for w in plan if w.given != w.start)
 
 
 # ---------------------------------------------------------------------------------------------

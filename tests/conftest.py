@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from musiclm_mini.config import RVQConfig, StageConfig, TrainConfig, TransformerConfig, get_preset
+from musiclm_mini.config import LongGenerationConfig, RVQConfig, StageConfig, TrainConfig, TransformerConfig, get_preset
 
 torch.set_num_threads(1)
 
@@ -27,6 +27,7 @@ def micro_preset(**train):
         semantic_stage=StageConfig(MICRO, crop_seconds=2.0, temperature=1.0),
         coarse_stage=StageConfig(MICRO, crop_seconds=1.0, temperature=0.95),
         fine_stage=StageConfig(MICRO, crop_seconds=0.5, temperature=0.4),
+        long=LongGenerationConfig(stride_seconds=1.0, prefix_seconds=1.0, story_change_seconds=1.0),  # half the crop
         train=TrainConfig(**{"batch_size": 4, "learning_rate": 3e-3, "steps": 4, "warmup_steps": 1,
                              "val_every": 2, "checkpoint_every": 2, **train}))
 

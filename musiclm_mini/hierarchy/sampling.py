@@ -148,13 +148,15 @@ class Window:
     end: int
 
 
-def sliding_windows(total: int, window: int, prefix: int, unit: int = 1) -> list[Window]:
-    """Plan the generation of `total` frames in windows of `window` frames (Chapter 6).
+def sliding_windows(total: int, window: int, prefix: int, unit: int = 1, breaks: tuple[int, ...] = ()) -> list[Window]:
+    """Plan the generation of `total` frames in windows of `window` frames (Chapters 6 and 9).
 
     The first window starts from nothing; each later one starts `prefix` frames before the frames
     generated so far, which it receives as its prompt, so it continues them. The last window is
     aligned to the end so it is a full `window` long too (its prompt may then be longer than
     `prefix`). Every boundary is a multiple of `unit` (e.g. 2 codec frames per semantic frame).
+    `breaks` are frames that no window's new part may cross (story mode's text changes, Chapter 9):
+    a window stops at the next break, and the window after it starts there, prompted as usual.
 
     Example: sliding_windows(10, 4, 2) -> windows [0,4) [2,6) [4,8) [6,10); after the first, each
     is prompted with 2 frames and adds 2 new ones.
@@ -165,12 +167,15 @@ def sliding_windows(total: int, window: int, prefix: int, unit: int = 1) -> list
         raise ValueError(f"prefix must be in [0, window), got prefix {prefix}, window {window}")
     if total % unit or window % unit or prefix % unit:
         raise ValueError(f"total {total}, window {window} and prefix {prefix} must be multiples of {unit}")
+    if any(not 0 < b < total or b % unit for b in breaks):
+        raise ValueError(f"breaks must be multiples of {unit} inside (0, {total}), got {list(breaks)}")
     windows, done = [], 0
-    while done < total:
-        start = 0 if done == 0 else max(0, min(done - prefix, total - window))
-        end = min(start + window, total)
-        windows.append(Window(start, done, end))
-        done = end
+    for stop in sorted(set(breaks)) + [total]:  # the new frames of a window never cross a break
+        while done < stop:
+            start = 0 if done == 0 else max(0, min(done - prefix, stop - window))
+            end = min(start + window, stop)
+            windows.append(Window(start, done, end))
+            done = end
     return windows
 
 
@@ -181,22 +186,25 @@ def frames_to_multiple(frames: float, unit: int) -> int:
 
 def generate_windows(model, stage, condition: Callable[[Window], Tensor], total: int, window: int,
                      prefix: int, sampling: Sampling, unit: int = 1, generator: torch.Generator | None = None,
-                     tick: Callable[[], None] | None = None) -> Tensor:
-    """Target ids (B, total * tokens_per_frame) generated window by window (Chapter 6).
+                     tick: Callable[[], None] | None = None, breaks: tuple[int, ...] = ()) -> Tensor:
+    """Target ids (B, total * tokens_per_frame) generated window by window (Chapters 6 and 9).
 
-    `condition(w)` returns the conditioning ids (B, C) of window `w`. Windows that start from
-    nothing (given == start, e.g. the fine stage's chunks) do not depend on each other and are
-    sampled together in one batch; the others follow one by one, each continuing its prompt.
+    `condition(w)` returns the conditioning ids (B, C) of window `w` (in story mode, those of the segment
+    its new frames belong to; `breaks`, the segment boundaries, are explained in `sliding_windows`).
+    Windows that start from nothing (given == start, e.g. the fine stage's chunks) do not depend on each
+    other and are sampled together in one batch; the others follow one by one, each continuing its prompt.
     """
-    tpf, plan = stage.tokens_per_frame, sliding_windows(total, window, prefix, unit)
+    tpf, plan = stage.tokens_per_frame, sliding_windows(total, window, prefix, unit, breaks)
     fresh = [w for w in plan if w.given == w.start]  # empty prompt: the first window, the fine chunks
-    conds = [condition(w) for w in fresh]
-    B = conds[0].shape[0]
-    conds = torch.cat(conds)  # (len(fresh) * B, C); all fresh windows are `window` long (or one shorter)
-    out = continue_target(model, stage, conds, conds.new_zeros(conds.shape[0], 0),
-                          (fresh[0].end - fresh[0].start) * tpf, sampling, generator, tick)
-    pieces = {w.start: out[i * B:(i + 1) * B] for i, w in enumerate(fresh)}
-    target = conds.new_zeros(B, 0)
+    pieces = {}
+    for length in sorted({w.end - w.start for w in fresh}):  # one batch per length (almost always one)
+        group = [w for w in fresh if w.end - w.start == length]
+        conds = torch.cat([condition(w) for w in group])  # (len(group) * B, C)
+        B = conds.shape[0] // len(group)
+        out = continue_target(model, stage, conds, conds.new_zeros(conds.shape[0], 0), length * tpf, sampling,
+                              generator, tick)
+        pieces.update({w.start: out[i * B:(i + 1) * B] for i, w in enumerate(group)})
+    target = out.new_zeros(B, 0)
     for w in plan:  # in time order; the windows with a prompt continue what is already there
         if w.given == w.start:
             piece = pieces[w.start]

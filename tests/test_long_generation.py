@@ -1,0 +1,138 @@
+"""Long generation and story mode (Chapter 9): the window plan, the text switching at each boundary, the CLI."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import FakeMuLan, micro_preset
+from musiclm_mini import __main__ as cli
+from musiclm_mini.config import get_preset
+from musiclm_mini.hierarchy.sampling import sliding_windows
+from musiclm_mini.hierarchy.stage_models import build_stage_model, stage_model_config
+from musiclm_mini.musiclm import MusicLM, check_story, window_plan
+from musiclm_mini.tokenizers.soundstream import SoundStream
+
+from test_musiclm import MISSING
+
+
+@pytest.fixture(scope="module")
+def model():
+    p = micro_preset()
+    torch.manual_seed(0)
+    stages = {s: build_stage_model(stage_model_config(s, p)).eval() for s in ("semantic", "coarse", "fine")}
+    with torch.no_grad():  # large random weights: peaked, input-dependent distributions
+        for m in stages.values():
+            for prm in m.parameters():
+                prm.normal_(0.0, 0.5)
+    return MusicLM(p, SoundStream(p.codec).eval(), FakeMuLan(p), stages)
+
+
+# --- the plan -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("total,window,prefix,unit,breaks", [(10, 4, 2, 1, ()), (10, 4, 2, 1, (5,)), (40, 8, 4, 2, (6, 20, 22)),
+                                                             (125, 75, 37, 1, (62,)), (30, 5, 0, 1, (7, 14))])
+def test_windows_cover_everything_once_and_never_cross_a_break(total, window, prefix, unit, breaks):
+    ws = sliding_windows(total, window, prefix, unit, breaks)
+    assert ws[0].start == ws[0].given == 0 and ws[-1].end == total
+    assert all(a.end == b.given for a, b in zip(ws, ws[1:]))  # new frames follow on without gaps or overlaps
+    assert all(w.start <= w.given < w.end and w.end - w.start <= window for w in ws)
+    assert all(w.start % unit == 0 and w.end % unit == 0 for w in ws)
+    for b in breaks:  # no window's new part straddles a break, and one starts exactly there
+        assert not any(w.given < b < w.end for w in ws) and any(w.given == b for w in ws)
+    # after the first, each window is prompted with at least `prefix` frames (or everything there is)
+    assert all(w.given - w.start >= min(prefix, w.given) for w in ws[1:])
+
+
+def test_bad_breaks_are_refused():
+    with pytest.raises(ValueError, match="breaks"):
+        sliding_windows(10, 4, 2, 1, (10,))
+    with pytest.raises(ValueError, match="breaks"):
+        sliding_windows(10, 4, 2, 2, (3,))
+
+
+@pytest.mark.parametrize("name", ["tiny", "colab", "paper"])
+def test_the_semantic_stage_slides_by_the_presets_stride_and_prefix(name):
+    p = get_preset(name)
+    seconds = 4 * p.semantic_stage.crop_seconds
+    plan = window_plan(p, seconds)["semantic"]
+    rate = plan["frames"] / seconds  # semantic frames per second
+    assert plan["prefix"] == int(p.long.prefix_seconds * rate)
+    assert plan["window"] == round((p.long.prefix_seconds + p.long.stride_seconds) * rate)
+    middle = plan["windows"][1:-1]  # the last window may be end-aligned, with a longer prompt
+    assert middle and all(w.given - w.start == plan["prefix"] for w in middle)
+    if name == "paper":  # the paper's 30 s crop: 15 s of prompt, 15 s new
+        assert plan["prefix"] == plan["window"] // 2 and plan["window"] == round(30 * rate)
+
+
+def test_a_window_longer_than_the_semantic_crop_is_refused():
+    p = get_preset("tiny")
+    p = p.replace(long=replace(p.long, stride_seconds=p.semantic_stage.crop_seconds))
+    with pytest.raises(ValueError, match="longer than the semantic stage"):
+        window_plan(p, 20.0)
+
+
+def test_story_breaks_reach_the_text_reading_stages_only():
+    plans = window_plan(get_preset("tiny"), 20.0, breaks=(10.0,))
+    assert plans["semantic"]["breaks"] == (125,) and plans["coarse"]["breaks"] == (250,) and plans["fine"]["breaks"] == ()
+    with pytest.raises(ValueError, match="breaks"):
+        window_plan(get_preset("tiny"), 20.0, breaks=(20.0,))
+
+
+# --- story mode --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("segments,message", [([], "at least one"), ("a song", "at least one"),
+                                              ([("a song", 5), ("", 5)], "empty"), ([("a song", 0)], "positive"),
+                                              ([("a", 200), ("b", 150)], "at most 300"), ([("a song",)], "pair")])
+def test_bad_stories_get_one_clear_error(segments, message):
+    with pytest.raises(ValueError, match=message):
+        check_story(segments)
+
+
+def test_the_prompt_carries_over_and_the_text_switches_at_the_boundary(model):
+    M = model.mulan.tokens_from_text(["a", "bb", "ccc"])  # (3, 12)
+    assert not torch.equal(M[1], M[2])
+    one = model.generate_tokens(M[None, [0, 1]], 2.0, seed=0, breaks=(1.0,))
+    two = model.generate_tokens(M[None, [0, 2]], 2.0, seed=0, breaks=(1.0,))
+    s_cut = window_plan(model.preset, 2.0, (1.0,))["semantic"]["breaks"][0]
+    c_cut = window_plan(model.preset, 2.0, (1.0,))["coarse"]["breaks"][0]
+    # before the boundary: the same text and the same seed, so the same tokens ...
+    assert torch.equal(one["semantic"][:, :s_cut], two["semantic"][:, :s_cut])
+    assert torch.equal(one["coarse"][..., :c_cut], two["coarse"][..., :c_cut])
+    # ... after it, the second text takes over
+    assert not torch.equal(one["semantic"][:, s_cut:], two["semantic"][:, s_cut:])
+    with pytest.raises(ValueError, match="breaks"):
+        model.generate_tokens(M[None, [0, 1]], 2.0, seed=0)  # two texts need one break
+
+
+def test_a_one_part_story_is_a_plain_generation(model):
+    assert torch.equal(model.story([("a calming violin melody", 1.5)], seed=3),
+                       model.generate("a calming violin melody", 1.5, seed=3))
+
+
+def test_cli_story_writes_the_wav_and_refuses_bad_input(model, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(MusicLM, "from_pretrained", classmethod(lambda cls, *a, **k: model))
+    out = tmp_path / "story.wav"
+    assert cli.main(["story", "a calm violin", "loud rock drums", "--seconds-each", "1", "-o", str(out), "--quiet"]) == 0
+    from musiclm_mini.audio import load_audio
+    assert load_audio(out, 24_000).shape == (48_000,)
+    for argv in (["story"], ["story", "a", " "], ["story", "a", "--seconds-each", "0"], ["story", "a", "--seconds-each", "301"]):
+        assert cli.main(argv + ["-o", str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "x.wav").exists()
+
+
+# --- the shipped models: a minute and a four-part story, through the API and the CLI -----------------------
+@pytest.mark.skipif(bool(MISSING), reason=f"shipped tiny checkpoints not trained yet: missing {MISSING}")
+def test_shipped_minute_and_story_same_seed_same_bytes(tmp_path, monkeypatch):
+    mlm = MusicLM.from_pretrained("tiny")
+    monkeypatch.setattr(MusicLM, "from_pretrained", classmethod(lambda cls, *a, **k: mlm))  # load once
+    from musiclm_mini.audio import save_audio
+    texts = ["a calming violin melody", "energetic rock with loud drums", "a sad piano ballad", "upbeat dance music"]
+    for argv, make in ((["generate", texts[0], "--seconds", "60"], lambda: mlm.generate(texts[0], 60.0, seed=7)),
+                       (["story", *texts, "--seconds-each", "10"], lambda: mlm.story([(t, 10.0) for t in texts], seed=7))):
+        api, cmd = tmp_path / "api.wav", tmp_path / "cli.wav"
+        wave = make()
+        assert torch.isfinite(wave).all() and wave.abs().max() > 1e-4
+        save_audio(api, wave, mlm.sample_rate)
+        assert cli.main([*argv, "--seed", "7", "-o", str(cmd), "--quiet"]) == 0
+        assert api.read_bytes() == cmd.read_bytes()
+        assert len(wave) == (60 if argv[0] == "generate" else 40) * mlm.sample_rate
