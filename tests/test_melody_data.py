@@ -49,8 +49,8 @@ def fake_set(n_melodies, renderings, seconds, seed=0):
     """Random int16 clips and labels in the melody set's format: 3 instruments then hum and whistle."""
     rng = np.random.default_rng(seed)
     names = ["piano", "violin", "flute", "hum", "whistle"][:renderings]
-    labels = [{"melody_id": f"m{m}", "variant": v, "program": -1 if v in ("hum", "whistle") else 0}
-              for m in range(n_melodies) for v in names]
+    labels = [{"melody_id": f"m{m}", "variant": v, "program": -1 if v in ("hum", "whistle") else 0,
+               "source_id": f"score{m // 2}"} for m in range(n_melodies) for v in names]  # two melodies per score
     pcm = (rng.normal(0, 0.1, (len(labels), int(seconds * SAMPLE_RATE))) * 32767).astype(np.int16)
     return pcm, labels
 
@@ -63,6 +63,25 @@ def test_a_batch_cuts_the_same_notes_from_every_rendering_of_a_melody():
     assert power.shape == (6, 16, 200) and lab.tolist() == [0, 0, 0, 1, 1, 1]
     assert torch.equal(power[0], power[1]) and torch.equal(power[0], power[2])  # one offset per melody
     assert not torch.equal(power[3], power[4])
+
+
+def test_siblings_are_the_other_melodies_of_the_same_score():
+    pcm, labels = fake_set(5, 2, 4.5)
+    data = dataset.MelodyGroups(pcm, labels, MelSettings(n_mels=16))
+    assert data.siblings == [[1], [0], [3], [2], []]
+    assert data.with_siblings([0, 2, 4], gen()) == [0, 1, 2, 3, 4]  # melody 4 is alone in its score
+    assert data.with_siblings([0, 1], gen()) == [0, 1]  # drawn twice, kept once
+
+
+def test_chroma_baselines_find_the_pitch_class_of_a_tone():
+    from musiclm_mini.melody import baselines
+
+    t = torch.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tones = torch.stack([torch.sin(2 * torch.pi * 440.0 * t), torch.sin(2 * torch.pi * 261.63 * 2 * t)])  # A4, C5
+    key = baselines.key_profile(tones)
+    assert key.argmax(1).tolist() == [0, 3]  # pitch classes counted from A: A = 0, C = 3
+    emb = baselines.baseline_embeddings(tones.reshape(2, 1, -1))
+    assert emb["key profile"].shape == (2, 1, 12) and emb["chroma sequence"].shape[:2] == (2, 1)
 
 
 def test_retrieval_is_perfect_for_perfect_embeddings_and_counts_ranks_like_a_loop():
@@ -97,8 +116,12 @@ def test_melody_ngrams_ignore_transposition_and_excerpts_differ():
     assert melody_pairs.melody_ngrams(tune, 6) == melody_pairs.melody_ngrams(up, 6)
     assert not melody_pairs.melody_ngrams(tune, 6) & melody_pairs.melody_ngrams(tune[:, [0, 1, 2]] * [1, 2, 1], 6)
     score = scores.ScoreNotes("x", "x", "mono", [tune], np.arange(0, 20, 4.0), 4.0, 0, "major")
-    starts = melody_pairs.pick_excerpts(score, 8.0, 3, 4)
-    assert len(starts) == len(set(starts)) >= 2
+    starts = melody_pairs.pick_excerpts(score, 8.0, 3, 4, ngram=12)
+    assert starts == [0.0, 8.0]  # 8-beat excerpts that do not overlap
+    # The same tune twice over (an AABB form): 16 straddles the join (new steps), 24 and 32 repeat the first half.
+    twice = scores.ScoreNotes("x", "x", "mono", [np.concatenate([tune, tune + [20, 0, 0]])],
+                              np.arange(0, 40, 4.0), 4.0, 0, "major")
+    assert melody_pairs.pick_excerpts(twice, 8.0, 6, 4, ngram=6) == [0.0, 8.0, 16.0]
 
 
 MICRO = ["--preset", "tiny", "--quiet", "--threads", "1", "--batch-size", "2", "--set", "melody.n_layers=1",
@@ -130,6 +153,7 @@ def test_the_trainer_runs_validates_and_resumes_exactly(tmp_path, monkeypatch):
     model = load("melody-embedder", path=tmp_path / "a")
     assert model.embed(torch.zeros(1, SAMPLE_RATE * 10) + 0.01).shape == (1, 3, 8)
     assert len(metrics["rvq_mse_per_level"]) == 3 and "instrument_recall@1" in metrics["validation_tokens"]
+    assert set(metrics["validation_baselines"]) == {"key profile", "chroma sequence"}
     from musiclm_mini.melody.tokens import melody_tokens
 
     tokens = melody_tokens(model, torch.randn(2, SAMPLE_RATE * 10) * 0.1)  # the fitted RVQ travels with the weights

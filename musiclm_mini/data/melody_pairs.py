@@ -128,8 +128,8 @@ def whistle(notes: np.ndarray, sample_rate: int, num_samples: int, rng: np.rando
 class MelodySetConfig:
     """How many melodies Chapter 8's embedder learns from, and how each is played (Chapter 8)."""
 
-    extra_scores: int = 150  # training scores beyond SynthCaps' candidates (none in its validation/test)
-    excerpts: int = 6  # melodies per score: excerpts starting on different bars
+    extra_scores: int = 250  # training scores beyond SynthCaps' candidates (none in its validation/test)
+    excerpts: int = 6  # at most this many melodies per score: excerpts that neither overlap nor repeat
     instruments: int = 3  # instruments per melody, each in a random octave, besides a hum and a whistle
     train_seconds: float = 6.0  # training clips: room for random 4 s crops
     eval_seconds: float = 10.0  # validation and test clips: three 4 s windows at a 3 s hop, as in the paper
@@ -152,25 +152,36 @@ def melody_ngrams(notes: np.ndarray, n: int) -> set:
     return {tuple(steps[i:i + n]) for i in range(len(steps) - n + 1)}
 
 
-def pick_excerpts(score, beats: float, count: int, min_notes: int) -> list[float]:
-    """Up to `count` start beats of excerpts of `beats` beats, spread over the score, no two alike (Chapter 8)."""
+def pick_excerpts(score, beats: float, count: int, min_notes: int, ngram: int) -> list[float]:
+    """Up to `count` start beats of excerpts of `beats` beats that are different melodies (Chapter 8).
+
+    Excerpts never overlap, and one that repeats `ngram` steps of an excerpt already taken (tunes
+    repeat their sections) is skipped: two labels must never name one melody.
+    """
     fits = score.bar_starts[score.bar_starts <= score.length - beats]
     if len(fits) == 0:
         fits = score.bar_starts[:1]
     period = float(np.ceil(score.length / score.bar_length) * score.bar_length)
     starts, seen = [], set()
-    for k in np.unique(np.linspace(0, len(fits) - 1, 3 * count).round().astype(int)):
-        notes = render.excerpt(score.voices[0], float(fits[k]), beats, period)
-        key = tuple(map(tuple, notes[:, [0, 2]].round(2).tolist()))
-        if len(notes) >= min_notes and key not in seen:
-            seen.add(key)
-            starts.append(float(fits[k]))
+    for start in fits:
+        if starts and start < starts[-1] + beats:
+            continue
+        notes = render.excerpt(score.voices[0], float(start), beats, period)
+        grams = melody_ngrams(notes, ngram)
+        if len(notes) >= min_notes and not grams & seen:
+            seen |= grams
+            starts.append(float(start))
     picked = np.linspace(0, len(starts) - 1, min(count, len(starts))).round().astype(int) if starts else []
     return [starts[i] for i in picked]
 
 
 def _melody_set_job(job: tuple) -> list[tuple[dict, np.ndarray]]:
-    """Worker: every excerpt of one score, played by instruments in random octaves, hummed and whistled."""
+    """Worker: every excerpt of one score, played by instruments in random octaves, hummed and whistled.
+
+    The excerpts of a score share its tempo, key, instruments, octaves and voices: they differ *only*
+    in their notes. Each is a hard negative for the others: an embedder cannot tell them apart by key,
+    tempo or timbre, only by the melody (and retrieval among them measures exactly that).
+    """
     index, source_id, split, cfg, seconds = job
     try:
         score = scores.parse_score(source_id)
@@ -178,37 +189,32 @@ def _melody_set_job(job: tuple) -> list[tuple[dict, np.ndarray]]:
         return []
     rng = np.random.default_rng([cfg["seed"], index, 888])
     sr, n = cfg["sample_rate"], int(round(seconds * cfg["sample_rate"]))
-    out = []
+    tempo, tonic = int(rng.integers(70, 141)), int(rng.integers(12))
+    programs = [int(p) for p in rng.choice(MELODY_PROGRAMS, size=cfg["instruments"], replace=False)]
+    centers = {p: int(np.clip(render.PROGRAM_CENTER.get(p, 72) + 12 * rng.integers(-1, 2), 48, 88))
+               for p in programs}  # each instrument's register, moved an octave up or down at random
+    centers.update(hum=int(rng.choice(HUM_CENTERS)), whistle=int(rng.choice(WHISTLE_CENTERS)))
     period = float(np.ceil(score.length / score.bar_length) * score.bar_length)
-    longest = seconds * 140 / 60.0 + 1.0  # beats of an excerpt at the fastest tempo
-    for e, start in enumerate(pick_excerpts(score, longest, cfg["excerpts"], cfg["min_notes"])):
-        tempo = int(rng.integers(70, 141))
-        beats = seconds * tempo / 60.0 + 1.0
+    beats = seconds * tempo / 60.0 + 1.0
+    out = []
+    for e, start in enumerate(pick_excerpts(score, beats, cfg["excerpts"], cfg["min_notes"], cfg["ngram"])):
         notes = render.excerpt(score.voices[0], start, beats, period)
-        if len(notes) < cfg["min_notes"]:
-            continue
-        tonic = int(rng.integers(12))
         notes[:, 2] += (tonic - score.tonic + 6) % 12 - 6
-        programs = rng.choice(MELODY_PROGRAMS, size=cfg["instruments"], replace=False)
-        for variant in [*map(int, programs), *VOICES]:
-            if variant == "hum":
-                center, bpm = int(rng.choice(HUM_CENTERS)), tempo * rng.uniform(0.97, 1.03)  # a singer's tempo
-            elif variant == "whistle":
-                center, bpm = int(rng.choice(WHISTLE_CENTERS)), tempo * rng.uniform(0.97, 1.03)
-            else:  # the instrument's register, moved an octave up or down at random
-                center, bpm = int(np.clip(render.PROGRAM_CENTER.get(variant, 72) + 12 * rng.integers(-1, 2), 48, 88)), tempo
+        for variant in [*programs, *VOICES]:
+            voice = isinstance(variant, str)
+            bpm = tempo * rng.uniform(0.97, 1.03) if voice else tempo  # a singer keeps the tempo only roughly
             shifted = notes.copy()
-            shifted[:, 2] += render.octave_shift(shifted, center)
-            part = render.timed(shifted, bpm, 80, score.bar_length, variant if isinstance(variant, int) else 0, False, rng)
+            shifted[:, 2] += render.octave_shift(shifted, centers[variant])
+            part = render.timed(shifted, bpm, 80, score.bar_length, 0 if voice else variant, False, rng)
             if variant == "hum":
                 audio = render.hum(part["notes"], sr, n, rng)
             elif variant == "whistle":
                 audio = whistle(part["notes"], sr, n, rng)
             else:
                 audio = render.render([part], sr, n, float(rng.uniform(0.3, 0.8)))
-            label = {"melody_id": f"s{index:04d}-e{e}", "variant": variant if isinstance(variant, str) else
-                     captions.instrument_word(variant), "program": variant if isinstance(variant, int) else -1,
-                     "split": split, "source_id": source_id, "tempo_bpm": tempo, "center": center}
+            label = {"melody_id": f"s{index:04d}-e{e}", "variant": variant if voice else captions.instrument_word(variant),
+                     "program": -1 if voice else variant, "split": split, "source_id": source_id, "tempo_bpm": tempo,
+                     "center": centers[variant]}
             out.append((label, (np.clip(audio, -1, 1) * 32767).round().astype(np.int16)))
     return out
 
@@ -285,7 +291,8 @@ def load_melody_set(path, split: str) -> tuple[np.ndarray, list[dict]]:
     """(N, T) int16 waveforms and their labels (melody_id, variant, ...) of one split (Chapter 8)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
-    return np.load(Path(path) / f"waveforms-{split}.npy"), json.loads((Path(path) / f"clips-{split}.json").read_text())
+    labels = json.loads((Path(path) / f"clips-{split}.json").read_text())
+    return np.load(Path(path) / f"waveforms-{split}.npy", mmap_mode="r"), labels  # mapped: read as needed
 
 
 def main(argv=None) -> None:

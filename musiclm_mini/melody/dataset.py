@@ -47,6 +47,22 @@ class MelodyGroups:
         for i, lab in enumerate(labels):
             by_melody.setdefault(lab["melody_id"], []).append(i)
         self.groups = [rows for rows in by_melody.values() if len(rows) >= 2]  # a melody needs a positive
+        by_score: dict[str, list[int]] = {}
+        for index, rows in enumerate(self.groups):
+            by_score.setdefault(labels[rows[0]]["source_id"], []).append(index)
+        # The other excerpts of the same score: same key, tempo and instruments, another melody.
+        self.siblings = [[j for j in by_score[labels[rows[0]]["source_id"]] if j != i] for i, rows in enumerate(self.groups)]
+
+    def with_siblings(self, groups: list[int], g: torch.Generator) -> list[int]:
+        """Each melody followed by a random sibling (another excerpt of its score), or by itself if it has none.
+
+        Half the batch's negatives are then as hard as a negative can be: everything alike but the notes.
+        """
+        out = []
+        for i in groups:
+            sib = self.siblings[i]
+            out += [i, sib[int(torch.randint(len(sib), (1,), generator=g))]] if sib else [i]
+        return list(dict.fromkeys(out))  # a melody drawn twice appears once
 
     @classmethod
     def from_folder(cls, path: str | Path, split: str, settings: MelSettings) -> "MelodyGroups":

@@ -5,7 +5,8 @@ with matching melodies and different acoustics).
 
 One step:
 
-    B melodies x V renderings, the same 4 s of each tune  (melody/dataset.py)   (B*V, n_mels, frames)
+    B melodies (B/2 and an excerpt of the same score for each) x V renderings, the same 4 s of each
+    tune (melody/dataset.py)                                                    (B*V, n_mels, frames)
     --augment (swell, noise, smear)--> --log, standardise--> ViT --> (B*V, embed_dim)
     --semi-hard triplet loss, mined in the batch (melody/triplet.py)--> AdamW
 
@@ -27,7 +28,8 @@ from ..components import checkpoint_config
 from ..config import Preset
 from ..melody.augment import augment
 from ..melody.dataset import MelodyGroups
-from ..melody.frontend import log_standardise
+from ..melody.baselines import baseline_embeddings
+from ..melody.frontend import log_standardise, melody_windows
 from ..melody.retrieval import same_melody_retrieval
 from ..melody.tokens import dequantize, fit_melody_rvq, quantize
 from ..melody.triplet import semi_hard_triplet_loss
@@ -36,6 +38,7 @@ from .distributed import Runtime, wrap_ddp
 from .loop import Run, batch_indices, fit, fit_options, step_generator
 
 RENDERINGS_PER_MELODY = 3  # V: each melody of a batch brings 3 of its 5 renderings (positives for each other)
+# A step takes batch_size / 2 melodies and, for each, another excerpt of the same score (`MelodyGroups.with_siblings`).
 
 
 def load_eval_split(preset: Preset, split: str) -> tuple[torch.Tensor, list[dict]]:
@@ -59,6 +62,13 @@ def evaluate(model: MelodyEmbedder, waves: torch.Tensor, labels: list[dict], tok
     return same_melody_retrieval(emb, labels)
 
 
+def baselines(model: MelodyEmbedder, waves: torch.Tensor, labels: list[dict]) -> dict[str, dict[str, float]]:
+    """The same retrieval from the key profile and the chroma sequence, no learning (Chapter 8)."""
+    m = model.cfg.melody
+    windows = melody_windows(waves, m.window_seconds, m.hop_seconds)  # (N, W, S)
+    return {name: same_melody_retrieval(emb, labels) for name, emb in baseline_embeddings(windows).items()}
+
+
 def train_melody_embedder(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
     """The `melody-embedder` subcommand of `python -m musiclm_mini.train` (Chapter 8)."""
     if args.data != "synthcaps":
@@ -77,7 +87,8 @@ def train_melody_embedder(preset: Preset, args: argparse.Namespace, runtime: Run
     def step_fn(step: int) -> dict[str, float]:
         model.train()
         g = step_generator(tc.seed, step, runtime.rank)
-        groups = batch_indices(len(train.groups), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
+        first = batch_indices(len(train.groups), tc.batch_size // 2, step, tc.seed, runtime.rank, runtime.world_size)
+        groups = train.with_siblings(first, g)  # up to `batch_size` melodies, in pairs from one score
         power, labels = train.batch(groups, RENDERINGS_PER_MELODY, cfg.frames, g)  # (B*V, M, frames), (B*V,)
         x = log_standardise(augment(power, g, cfg.mel.frame_rate)).to(runtime.device)
         loss, stats = semi_hard_triplet_loss(model_ddp(x), labels.to(runtime.device), cfg.margin)
@@ -125,6 +136,7 @@ def finish(run: Run, model: MelodyEmbedder, train: MelodyGroups, val_waves, val_
                "train_melodies": len(train.groups), "rvq_mse_per_level": [round(float(e), 5) for e in errors],
                "validation": run.history[-1] if run.history else None,
                "validation_tokens": evaluate(model, val_waves, val_labels, tokens=True),
+               "validation_baselines": baselines(model, val_waves, val_labels),
                "validation_history": run.history}
     (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
