@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from musiclm_mini.config import get_preset
 from musiclm_mini.data import melody_pairs, scores
 from musiclm_mini.melody import augment, dataset, retrieval
 from musiclm_mini.melody.frontend import SAMPLE_RATE, MelSettings, log_standardise
@@ -130,6 +131,7 @@ MICRO = ["--preset", "tiny", "--quiet", "--threads", "1", "--batch-size", "2", "
          "--set", "melody.rvq.codebook_size=16", "--set", "melody.rvq.num_quantizers=3", "--set", "train.warmup_steps=1"]
 
 
+@pytest.mark.slow
 def test_the_trainer_runs_validates_and_resumes_exactly(tmp_path, monkeypatch):
     folder = tmp_path / "set"
     folder.mkdir()
@@ -138,6 +140,7 @@ def test_the_trainer_runs_validates_and_resumes_exactly(tmp_path, monkeypatch):
         np.save(folder / f"waveforms-{split}.npy", pcm)
         (folder / f"clips-{split}.json").write_text(json.dumps(labels))
     monkeypatch.setattr(melody_pairs, "ensure_melody_set", lambda preset, *a, **k: folder)
+    monkeypatch.setattr(melody_pairs, "load_melody_split", lambda preset, split: melody_pairs.load_melody_set(folder, split))
     flags = [*MICRO, "--steps", "4", "--val-every", "2", "--checkpoint-every", "2"]
     main(["melody-embedder", *flags, "--out", str(tmp_path / "a")])
     main(["melody-embedder", *flags, "--stop-at", "2", "--out", str(tmp_path / "b")])
@@ -158,3 +161,16 @@ def test_the_trainer_runs_validates_and_resumes_exactly(tmp_path, monkeypatch):
 
     tokens = melody_tokens(model, torch.randn(2, SAMPLE_RATE * 10) * 0.1)  # the fitted RVQ travels with the weights
     assert tokens.shape == (2, 9) and tokens.dtype == torch.long and int(tokens.max()) < 16
+
+
+def test_a_split_rendered_alone_gives_the_clips_of_the_whole_set(tmp_path):
+    preset = get_preset("tiny")
+    splits = {"bach/bwv66.6.mxl": "validation", "bach/bwv26.6.mxl": "train"}
+    config = melody_pairs.MelodySetConfig(extra_scores=0, excerpts=2, instruments=1, train_seconds=4.5, eval_seconds=4.5)
+    folder = melody_pairs.generate_melody_set(preset.data, config, splits, tmp_path / "set")
+    for split in ("validation", "train"):
+        pcm, labels = melody_pairs.load_melody_set(folder, split)
+        rows = [r for job in melody_pairs.split_jobs(preset.data, config, splits, split)
+                for r in melody_pairs._melody_set_job(job)]
+        assert len(rows) == len(labels) >= 3 and [lab for lab, _ in rows] == labels
+        assert all(np.array_equal(a, b) for (_, a), b in zip(rows, pcm))

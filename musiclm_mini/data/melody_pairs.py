@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from . import captions, render, scores
-from .synthcaps import KEY_NAMES, SPLITS, _ensure, _run, _save, data_root, ensure_synthcaps, parse_command
+from .synthcaps import (KEY_NAMES, SPLITS, _ensure, _is_current, _run, _save, data_root, ensure_synthcaps,
+                        parse_command)
 
 MELODY_PROGRAMS = (0, 73, 40, 56, 65, 24, 80, 11, 71, 68)  # instruments for the melody pairs
 
@@ -260,7 +261,9 @@ def generate_melody_set(data_config, set_config: MelodySetConfig, source_splits:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in clips.items():
-        np.save(out_dir / f"waveforms-{split}.npy", np.stack([pcm for _, pcm in rows]))
+        seconds = set_config.train_seconds if split == "train" else set_config.eval_seconds
+        empty = np.zeros((0, int(round(seconds * cfg["sample_rate"]))), np.int16)
+        np.save(out_dir / f"waveforms-{split}.npy", np.stack([pcm for _, pcm in rows]) if rows else empty)
         (out_dir / f"clips-{split}.json").write_text(json.dumps([label for label, _ in rows]))
     (out_dir / "dropped.json").write_text(json.dumps(dropped, indent=1))
     if verbose:
@@ -268,6 +271,49 @@ def generate_melody_set(data_config, set_config: MelodySetConfig, source_splits:
         print(f"melody set: {counts}; {len(dropped)} training scores dropped (share a tune with a held-out one); "
               f"{time.time() - start:.0f} s -> {out_dir}")
     return out_dir
+
+
+def split_jobs(data_config, set_config: MelodySetConfig, source_splits: dict, split: str,
+               limit: int | None = None) -> list[tuple]:
+    """The rendering jobs of one split's SynthCaps scores (the first `limit`), as `generate_melody_set` makes them.
+
+    Training scores that share a melody n-gram with a held-out score are left out, as there.
+    """
+    cfg = {**dataclasses.asdict(data_config), **dataclasses.asdict(set_config)}
+    held = held_out_ngrams(source_splits, set_config.ngram) if split == "train" else set()
+    seconds = set_config.train_seconds if split == "train" else set_config.eval_seconds
+    jobs = []
+    for i, (sid, s) in enumerate(source_splits.items()):
+        if s == split and (limit is None or len(jobs) < limit):
+            if held and melody_ngrams(scores.parse_score(sid).voices[0], set_config.ngram) & held:
+                continue
+            jobs.append((i, sid, s, cfg, seconds))
+    return jobs
+
+
+def load_melody_split(preset, split: str, set_config: MelodySetConfig | None = None,
+                      limit: int | None = None) -> tuple[np.ndarray, list[dict]]:
+    """(N, T) int16 clips and labels of one split of the melody set (Chapter 8).
+
+    Read from disk when the set is there. Otherwise a held-out split, or the first `limit` training
+    scores of SynthCaps, is rendered in memory (seconds; the same clips, from the same seeds); the whole
+    training split (`limit=None`) renders and saves the whole set first (minutes).
+    """
+    set_config = set_config or MelodySetConfig()
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
+    on_disk = _is_current(melody_set_dir(preset), preset.data, {"melody_set": dataclasses.asdict(set_config)})
+    if on_disk or (split == "train" and limit is None):
+        pcm, labels = load_melody_set(ensure_melody_set(preset, set_config), split)
+        if limit is not None:  # the clips of the first `limit` scores
+            keep = list(dict.fromkeys(lab["source_id"] for lab in labels))[:limit]
+            rows = [i for i, lab in enumerate(labels) if lab["source_id"] in keep]
+            return np.asarray(pcm[rows]), [labels[i] for i in rows]
+        return pcm, labels
+    source_splits = json.loads((ensure_synthcaps(preset) / "sources.json").read_text())
+    jobs = split_jobs(preset.data, set_config, source_splits, split, limit)
+    rows = [row for job in jobs for row in _melody_set_job(job)]
+    return np.stack([pcm for _, pcm in rows]), [label for label, _ in rows]
 
 
 def synthcaps_candidates(cfg: dict) -> list[str]:

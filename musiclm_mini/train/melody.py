@@ -43,9 +43,9 @@ RENDERINGS_PER_MELODY = 3  # V: each melody of a batch brings 3 of its 5 renderi
 
 def load_eval_split(preset: Preset, split: str) -> tuple[torch.Tensor, list[dict]]:
     """(N, T) float waveforms and labels of the melody set's validation (or test) split (Chapter 8)."""
-    from ..data.melody_pairs import ensure_melody_set, load_melody_set
+    from ..data.melody_pairs import load_melody_split
 
-    pcm, labels = load_melody_set(ensure_melody_set(preset), split)
+    pcm, labels = load_melody_split(preset, split)  # rendered in memory if the melody set is not on disk
     return torch.from_numpy(pcm.astype(np.float32) / 32768.0), labels
 
 
