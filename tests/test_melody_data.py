@@ -166,11 +166,12 @@ def test_the_trainer_runs_validates_and_resumes_exactly(tmp_path, monkeypatch):
 def test_a_split_rendered_alone_gives_the_clips_of_the_whole_set(tmp_path):
     preset = get_preset("tiny")
     splits = {"bach/bwv66.6.mxl": "validation", "bach/bwv26.6.mxl": "train"}
-    config = melody_pairs.MelodySetConfig(extra_scores=0, excerpts=2, instruments=1, train_seconds=4.5, eval_seconds=4.5)
+    config = melody_pairs.MelodySetConfig(extra_scores=0, extra_held_out=0, excerpts=2, instruments=1, train_seconds=4.5,
+                                          eval_seconds=4.5)
     folder = melody_pairs.generate_melody_set(preset.data, config, splits, tmp_path / "set")
     for split in ("validation", "train"):
         pcm, labels = melody_pairs.load_melody_set(folder, split)
-        rows = [r for job in melody_pairs.split_jobs(preset.data, config, splits, split)
+        rows = [r for job in melody_pairs.melody_jobs(preset.data, config, splits, split)[0]
                 for r in melody_pairs._melody_set_job(job)]
         assert len(rows) == len(labels) >= 3 and [lab for lab, _ in rows] == labels
         assert all(np.array_equal(a, b) for (_, a), b in zip(rows, pcm))

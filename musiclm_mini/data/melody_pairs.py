@@ -130,6 +130,7 @@ class MelodySetConfig:
     """How many melodies Chapter 8's embedder learns from, and how each is played (Chapter 8)."""
 
     extra_scores: int = 250  # training scores beyond SynthCaps' candidates (none in its validation/test)
+    extra_held_out: int = 24  # validation scores, and as many test scores, after those: more held-out melodies
     excerpts: int = 6  # at most this many melodies per score: excerpts that neither overlap nor repeat
     instruments: int = 3  # instruments per melody, each in a random octave, besides a hum and a whistle
     train_seconds: float = 6.0  # training clips: room for random 4 s crops
@@ -225,7 +226,10 @@ def held_out_ngrams(source_splits: dict, n: int) -> set:
     grams = set()
     for sid, split in source_splits.items():
         if split != "train":
-            grams |= melody_ngrams(scores.parse_score(sid).voices[0], n)
+            try:
+                grams |= melody_ngrams(scores.parse_score(sid).voices[0], n)
+            except Exception:  # unreadable: it renders nothing either
+                pass
     return grams
 
 
@@ -233,27 +237,14 @@ def generate_melody_set(data_config, set_config: MelodySetConfig, source_splits:
                         num_workers: int = 1, verbose: bool = False) -> Path:
     """Chapter 8's melody set into `out_dir`: `waveforms-<split>.npy` (N, T) int16 and `clips-<split>.json`.
 
-    Validation and test melodies come from SynthCaps' validation and test scores; training melodies
-    from its training scores and `extra_scores` further ones, minus any score whose melody shares an
-    n-gram of `ngram` steps with a held-out score (the corpus has a tune under two names now and then).
+    Validation and test melodies come from SynthCaps' validation and test scores and `extra_held_out`
+    further ones each; training melodies from its training scores and `extra_scores` further ones, minus
+    any score whose melody shares an n-gram of `ngram` steps with a held-out score (the corpus has a tune
+    under two names now and then). See `melody_sources`.
     """
     cfg = {**dataclasses.asdict(data_config), **dataclasses.asdict(set_config)}
-    skip = len(synthcaps_candidates(cfg))
-    extra = scores.list_sources(cfg["seed"], skip + int(set_config.extra_scores * 1.3) + 8)[skip:]
-    extra = extra[: set_config.extra_scores]
-    held = held_out_ngrams(source_splits, set_config.ngram)
-    order = [*source_splits.items(), *((sid, "train") for sid in extra)]
-    start, dropped, jobs = time.time(), [], []
-    for i, (sid, split) in enumerate(order):
-        if split == "train":
-            try:
-                if melody_ngrams(scores.parse_score(sid).voices[0], set_config.ngram) & held:
-                    dropped.append(sid)
-                    continue
-            except Exception:
-                continue
-        seconds = set_config.train_seconds if split == "train" else set_config.eval_seconds
-        jobs.append((i, sid, split, cfg, seconds))
+    start = time.time()
+    jobs, dropped = melody_jobs(data_config, set_config, source_splits)
     clips = {s: [] for s in SPLITS}
     for rows in _run(jobs, _melody_set_job, num_workers):
         for label, pcm in rows:
@@ -273,22 +264,44 @@ def generate_melody_set(data_config, set_config: MelodySetConfig, source_splits:
     return out_dir
 
 
-def split_jobs(data_config, set_config: MelodySetConfig, source_splits: dict, split: str,
-               limit: int | None = None) -> list[tuple]:
-    """The rendering jobs of one split's SynthCaps scores (the first `limit`), as `generate_melody_set` makes them.
+def melody_sources(data_config, set_config: MelodySetConfig, source_splits: dict) -> list[tuple[str, str]]:
+    """Every score of the melody set with its split, in job order (Chapter 8).
 
-    Training scores that share a melody n-gram with a held-out score are left out, as there.
+    SynthCaps' scores keep their splits; then, from further down the corpus' seeded order (past every
+    score SynthCaps may use), `extra_scores` training scores, `extra_held_out` validation and as many test ones.
+    """
+    cfg = dataclasses.asdict(data_config)
+    skip = len(synthcaps_candidates(cfg))
+    want = set_config.extra_scores + 2 * set_config.extra_held_out
+    extra = scores.list_sources(cfg["seed"], skip + want)[skip:]
+    a, b = set_config.extra_scores, set_config.extra_scores + set_config.extra_held_out
+    return [*source_splits.items(), *((sid, "train") for sid in extra[:a]),
+            *((sid, "validation") for sid in extra[a:b]), *((sid, "test") for sid in extra[b:b + set_config.extra_held_out])]
+
+
+def melody_jobs(data_config, set_config: MelodySetConfig, source_splits: dict, split: str | None = None,
+                limit: int | None = None) -> tuple[list[tuple], list[str]]:
+    """The rendering jobs of the melody set (of one `split`, its first `limit` scores), and the dropped scores.
+
+    A training score that shares a melody n-gram with any held-out score is dropped.
     """
     cfg = {**dataclasses.asdict(data_config), **dataclasses.asdict(set_config)}
-    held = held_out_ngrams(source_splits, set_config.ngram) if split == "train" else set()
-    seconds = set_config.train_seconds if split == "train" else set_config.eval_seconds
-    jobs = []
-    for i, (sid, s) in enumerate(source_splits.items()):
-        if s == split and (limit is None or len(jobs) < limit):
-            if held and melody_ngrams(scores.parse_score(sid).voices[0], set_config.ngram) & held:
+    order = melody_sources(data_config, set_config, source_splits)
+    held = held_out_ngrams(dict(order), set_config.ngram) if split in (None, "train") else set()
+    jobs, dropped = [], []
+    for i, (sid, s) in enumerate(order):
+        if (split is not None and s != split) or (limit is not None and len(jobs) >= limit):
+            continue
+        if s == "train":
+            try:
+                grams = melody_ngrams(scores.parse_score(sid).voices[0], set_config.ngram)
+            except Exception:  # unreadable: nothing to render
                 continue
-            jobs.append((i, sid, s, cfg, seconds))
-    return jobs
+            if grams & held:
+                dropped.append(sid)
+                continue
+        jobs.append((i, sid, s, cfg, set_config.train_seconds if s == "train" else set_config.eval_seconds))
+    return jobs, dropped
 
 
 def load_melody_split(preset, split: str, set_config: MelodySetConfig | None = None,
@@ -311,7 +324,7 @@ def load_melody_split(preset, split: str, set_config: MelodySetConfig | None = N
             return np.asarray(pcm[rows]), [labels[i] for i in rows]
         return pcm, labels
     source_splits = json.loads((ensure_synthcaps(preset) / "sources.json").read_text())
-    jobs = split_jobs(preset.data, set_config, source_splits, split, limit)
+    jobs, _ = melody_jobs(preset.data, set_config, source_splits, split, limit)
     rows = [row for job in jobs for row in _melody_set_job(job)]
     return np.stack([pcm for _, pcm in rows]), [label for label, _ in rows]
 
