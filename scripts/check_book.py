@@ -1,5 +1,6 @@
-"""Check the built book: every page of the table of contents exists, every chapter carries audio players,
-no page is too heavy, and, in a real headless browser with the network cut off, the maths is typeset.
+"""Check the built book: every page of the table of contents exists, every chapter shows the audio players its
+notebook makes, no page is too heavy, and, in a real headless browser with the network cut off, the maths is
+typeset.
 
     python scripts/check_book.py _build/html [--max-mb 12] [--no-browser]
 
@@ -31,8 +32,21 @@ def toc_pages() -> list[str]:
 
 
 def is_chapter(page: str) -> bool:
-    """Chapters are the numbered notebooks; they must let the reader hear something."""
+    """Chapters are the numbered notebooks."""
     return re.match(r"book/\d\d_", page) is not None and (ROOT / f"{page}.ipynb").exists()
+
+
+# Calls that put audio players in a cell's output: the package's player, the slider with its static table
+# (musiclm_mini/widgets.py), the listening test's static pairs, IPython's own Audio.
+PLAYER_CALL = re.compile(r"\b(audio_player|SliderPlayer|static_html|Audio)\(")
+
+
+def player_cells(page: str) -> int:
+    """How many code cells of a chapter's notebook make audio players: its page must show at least that many."""
+    import json
+
+    cells = json.loads((ROOT / f"{page}.ipynb").read_text())["cells"]
+    return sum(1 for c in cells if c["cell_type"] == "code" and PLAYER_CALL.search("".join(c["source"])))
 
 
 def rendered_dom(chromium: str, html: Path) -> str:
@@ -75,8 +89,13 @@ def main(argv=None) -> int:
         formats = sorted(set(re.findall(r'<audio[^>]*src="data:audio/([a-z0-9.+-]+)', shown)))
         has_math = 'class="math' in text
         line = f"{page}: {size:.1f} MB, {players} audio players" + (f" ({', '.join(formats)})" if formats else "")
-        if is_chapter(page) and players == 0:
-            problems.append(f"{page}: a chapter without a single audio player")
+        # A chapter that makes players must show them all (a lost output, a widget with no static fallback);
+        # one that makes none (the cost of scaling up) is not asked for sound.
+        wanted = player_cells(page) if is_chapter(page) else 0
+        if players < wanted:
+            problems.append(f"{page}: {players} audio players shown, but {wanted} cells of its notebook make players")
+        elif is_chapter(page) and wanted == 0:
+            line += " (its notebook makes none)"
         if size > args.max_mb:
             problems.append(f"{page}: {size:.1f} MB is over {args.max_mb} MB")
         if has_math and chromium and not args.no_browser:
