@@ -175,3 +175,13 @@ def test_a_split_rendered_alone_gives_the_clips_of_the_whole_set(tmp_path):
                 for r in melody_pairs._melody_set_job(job)]
         assert len(rows) == len(labels) >= 3 and [lab for lab, _ in rows] == labels
         assert all(np.array_equal(a, b) for (_, a), b in zip(rows, pcm))
+
+
+def test_degrade_adds_a_room_and_noise_at_the_asked_ratio_and_is_seeded():
+    t = torch.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    wave = 0.5 * torch.sin(2 * torch.pi * 440.0 * t)[None].repeat(2, 1)
+    a = augment.degrade(wave, gen(0), snr_db=10.0)
+    assert torch.equal(a, augment.degrade(wave, gen(0), snr_db=10.0)) and not torch.equal(a, augment.degrade(wave, gen(1)))
+    quiet = augment.degrade(wave, gen(0), snr_db=40.0)
+    noise = a - quiet  # same room (same generator draws), noise 10 dB vs 40 dB below
+    assert float(noise.pow(2).mean() / quiet.pow(2).mean()) == pytest.approx(0.1 - 1e-4, rel=0.15)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import Tensor
 
 
@@ -65,3 +66,24 @@ def augment(power: Tensor, g: torch.Generator, frame_rate: float, p: float = 0.5
             out[pick] = change(out[pick])
     return out
 
+
+
+def degrade(wave: Tensor, g: torch.Generator, snr_db: float = 10.0, rt60: float = 0.8, sample_rate: int = 24_000) -> Tensor:
+    """A phone in a room, on the waveform (B, T) -> (B, T) (Chapter 8): reverb, then noise `snr_db` below the signal.
+
+    For measuring, not training: the reverb is exponentially decaying noise of `rt60` seconds (half wet),
+    the noise darker than white (a one-pole low-pass). The tune stays; the hand-made chroma
+    features of `baselines.py` and the embedder are compared on it.
+    """
+    B, T = wave.shape
+    n = int(rt60 * sample_rate)
+    t = torch.arange(n) / sample_rate
+    ir = torch.randn(B, n, generator=g) * torch.exp(-6.9 * t / rt60)  # (B, n): -60 dB at rt60
+    ir = ir / ir.norm(dim=1, keepdim=True)
+    size = T + n
+    wet = torch.fft.irfft(torch.fft.rfft(wave, size) * torch.fft.rfft(ir, size), size)[:, :T]  # (B, T)
+    room = 0.5 * wave + 0.5 * wet * wave.norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True).clamp(min=1e-9)
+    white = torch.randn(B, T, generator=g)
+    pink = torchaudio.functional.lfilter(white, torch.tensor([1.0, -0.9]), torch.tensor([1.0, 0.0]), clamp=False)  # darker
+    level = room.pow(2).mean(1, keepdim=True) / 10 ** (snr_db / 10)  # (B, 1) noise power
+    return room + pink * (level / pink.pow(2).mean(1, keepdim=True)).sqrt()
