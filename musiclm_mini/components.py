@@ -159,6 +159,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
               "musiclm_mini.train.stages:train_coarse_stage", sources=("codec", "kmeans", "mulan")),
     Component("fine-stage", "6", "musiclm_mini.hierarchy.stage_models:fine_stage_config",
               "musiclm_mini.train.stages:train_fine_stage", sources=("codec",)),
+    # The paper's ablation (Sec. 5): the coarse stage without semantic tokens (Chapter 7).
+    Component("coarse-nosemantic-stage", "7", "musiclm_mini.hierarchy.stage_models:coarse_stage_config",
+              "musiclm_mini.train.stages:train_coarse_nosemantic_stage", sources=("codec", "mulan")),
     Component("melody-embedder", "8", "musiclm_mini.melody.vit:melody_embedder_config",
               "musiclm_mini.train.melody:train_melody_embedder"),
 ]}

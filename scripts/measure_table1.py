@@ -18,8 +18,8 @@ Systems (one row each; `--split validation` uses the validation captions, for ch
     retrieval           the Mubert role: the *training* clip whose MuLan audio embedding is nearest the
                         caption's MuLan text embedding
     no semantic stage   the paper's ablation: a coarse stage reading MuLan tokens only. Measured when a
-                        checkpoint exists at --ablation (a coarse-stage checkpoint trained on sequences
-                        [12 MuLan ids][coarse ids], no semantic ids); otherwise recorded as not trained yet
+                        checkpoint exists at --ablation (trained by `python -m musiclm_mini.train
+                        coarse-nosemantic-stage` on [12 MuLan ids][coarse ids]); otherwise recorded as not trained yet
 
 Metrics (each with a 95% bootstrap interval over captions or a p-value; comparisons are paired by caption):
     FAD over basic-pitch embeddings and over MuLan audio embeddings, both at N = number of captions against
@@ -148,21 +148,6 @@ class NullCondition:
         return self._stage.uncondition(self._stage.condition(*args, **kwargs))
 
 
-class MulanOnlyCoarse:
-    """The ablation's coarse stage: conditioning = the 12 MuLan ids only, no semantic ids (MusicLM Sec. 5)."""
-
-    def __init__(self, stage):
-        self._stage = stage
-
-    def __getattr__(self, name):
-        return getattr(self._stage, name)
-
-    def condition(self, mulan, semantic=None):
-        from musiclm_mini.hierarchy.tokens import SemanticStage
-
-        return SemanticStage(self._stage.layout).condition(mulan)
-
-
 def generate(model, mulan_tokens, seconds, seed, batch_size, samples, guidance=None, semantic=None):
     """(N, K, T) clips: clip k of caption i uses seed + 10_007 k + i // batch_size (as caption_adherence)."""
     out = []
@@ -206,7 +191,7 @@ def parse(argv=None):
     p.add_argument("--cache", default="runs/table1-cache")
     p.add_argument("--tagger", default=None, help="tagger checkpoint (default: the shipped tagger-<preset>)")
     p.add_argument("--ablation", default=None,
-                   help="no-semantic coarse-stage checkpoint (default: runs/coarse-stage-nosemantic-<preset>)")
+                   help="no-semantic coarse-stage checkpoint (default: runs/coarse-nosemantic-stage-<preset>)")
     p.add_argument("--json", default=None, help="write every figure here (the chapter loads it)")
     args = p.parse_args(argv)
     if args.samples < 1 or args.samples > 16:
@@ -229,6 +214,7 @@ def main(argv=None) -> dict:
     from musiclm_mini.errors import CheckpointError
     from musiclm_mini.evaluation import fad, kld, listening, tagger
     from musiclm_mini.musiclm import MusicLM, adherence_statistics
+    from musiclm_mini.hierarchy.tokens import make_stage
     from musiclm_mini.paper import ABLATION_NO_SEMANTIC, TABLE1
     from musiclm_mini.train.mulan import load_pairs
 
@@ -269,7 +255,7 @@ def main(argv=None) -> dict:
     captions = [lab["caption"] for lab in labels]
     N = len(captions)
 
-    ablation_dir = Path(args.ablation) if args.ablation else Path("runs") / f"coarse-stage-nosemantic-{preset.name}"
+    ablation_dir = Path(args.ablation) if args.ablation else Path("runs") / f"coarse-nosemantic-stage-{preset.name}"
     have_ablation = (ablation_dir / "model.safetensors").exists()
     fingerprints = {**{k: components.fingerprint(getattr(mlm, k)) for k in ("codec", "mulan")},
                     **{s: components.fingerprint(m) for s, m in mlm.transformers.items()}}
@@ -311,8 +297,9 @@ def main(argv=None) -> dict:
         ablation = {"status": "not trained yet", "checkpoint": str(ablation_dir)}
         if have_ablation:
             abl = copy.copy(mlm)
-            abl.transformers = {**mlm.transformers, "coarse": components.load("coarse-stage", path=ablation_dir)}
-            abl.stages = {**mlm.stages, "coarse": MulanOnlyCoarse(mlm.stages["coarse"])}
+            abl.transformers = {**mlm.transformers, "coarse": components.load(
+                "coarse-nosemantic-stage", preset.name, ablation_dir, sources=components.shipped_fingerprints(preset.name))}
+            abl.stages = {**mlm.stages, "coarse": make_stage("coarse-nosemantic", mlm.layout)}
             units = mlm.grid.units(args.seconds) * mlm.grid.semantic_per_unit
             fp = components.fingerprint(abl.transformers["coarse"])
             clips["no_semantic"] = cached(cache / f"no_semantic-{fp}-{args.samples}.npy", lambda: generate(

@@ -185,6 +185,7 @@ QUICK = ["--preset", "tiny", "--steps", "2", "--quiet", "--threads", "1", "--val
     ("mulan", ["--batch-size", "4"]),
     ("semantic-stage", ["--data", "sines", "--batch-size", "2", "--set", "semantic_stage.crop_seconds=2.0"]),
     ("coarse-stage", ["--data", "sines", "--batch-size", "2"]),
+    ("coarse-nosemantic-stage", ["--data", "sines", "--batch-size", "2"]),
     ("fine-stage", ["--data", "sines", "--batch-size", "2", "--set", "fine_stage.transformer.n_layers=1"]),
 ])
 def test_two_steps_of_every_component_write_a_checkpoint_that_load_reads(name, extra, tmp_path):

@@ -472,8 +472,11 @@ def test_table1_null_condition_and_mulan_only_stages():
     assert (null[:, :layout.mulan_levels] == layout.null_condition).all()
     assert torch.equal(null[:, layout.mulan_levels:], plain[:, layout.mulan_levels:])
     assert m.NullCondition(stage).vocab_size == stage.vocab_size  # everything else is the stage's
-    only = m.MulanOnlyCoarse(stage).condition(M, S)
-    assert torch.equal(only, plain[:, :layout.mulan_levels])
+    ablation = make_stage("coarse-nosemantic", layout)
+    only = ablation.condition(M, S)
+    assert torch.equal(only, plain[:, :layout.mulan_levels])  # the MuLan ids, and no semantic ids
+    A = torch.randint(0, layout.codec_codes, (2, layout.coarse_levels, 3))
+    assert torch.equal(ablation.encode_target(A), stage.encode_target(A)) and ablation.vocab_size == stage.vocab_size
 
 
 @pytest.mark.parametrize("flags", [["--samples", "0"], ["--seconds", "11"], ["--split", "train"],

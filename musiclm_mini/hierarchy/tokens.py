@@ -294,9 +294,22 @@ class FineStage(Stage):
         return level_range(j, lay.fine_levels, lay.codec_codes, lay.coarse_levels * lay.codec_codes)
 
 
+class MulanOnlyCoarseStage(CoarseStage):
+    """p(A_coarse | M): the paper's ablation without semantic tokens, [12 MuLan ids] + [coarse ids] (Chapter 7, Sec. 5).
+
+    Same vocabulary, crops and targets as the coarse stage; only the semantic ids are missing from the prompt,
+    so generation (which still passes them) ignores them.
+    """
+
+    def condition(self, mulan: Tensor, semantic: Tensor | None = None) -> Tensor:
+        """MuLan tokens (B, Q_m) -> ids (B, Q_m); `semantic` is ignored (Chapter 7)."""
+        return SemanticStage(self.layout).condition(mulan)
+
+
 def make_stage(name: str, layout: TokenLayout) -> Stage:
-    """The stage called `name`: semantic, coarse or fine (Chapter 6)."""
-    classes = {"semantic": SemanticStage, "coarse": CoarseStage, "fine": FineStage}
+    """The stage called `name`: semantic, coarse or fine (Chapter 6), or coarse-nosemantic (Chapter 7's ablation)."""
+    classes = {"semantic": SemanticStage, "coarse": CoarseStage, "fine": FineStage,
+               "coarse-nosemantic": MulanOnlyCoarseStage}
     if name not in classes:
-        raise ValueError(f"unknown stage {name!r}: choose one of {', '.join(STAGE_NAMES)}")
+        raise ValueError(f"unknown stage {name!r}: choose one of {', '.join(classes)}")
     return classes[name](layout)

@@ -43,6 +43,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
                                        data="synthcaps+extra"),
     ("coarse-stage", "tiny"): Recipe(steps=3500, val_every=500, checkpoint_every=250, threads=1,
                                      data="synthcaps+extra"),
+    # Chapter 7: the paper's ablation, with the coarse stage's recipe.
+    ("coarse-nosemantic-stage", "tiny"): Recipe(steps=3500, val_every=500, checkpoint_every=250, threads=1,
+                                                data="synthcaps+extra"),
     ("fine-stage", "tiny"): Recipe(steps=4000, val_every=500, checkpoint_every=250, threads=1,
                                    data="synthcaps+extra"),
     # Chapter 8: 32 melodies x 3 renderings per step, on one thread.

@@ -6,6 +6,7 @@ Each stage is one `Transformer` trained by next-token cross-entropy on its targe
     semantic-stage   [M_A] + [S]              crop StageConfig.crop_seconds (paper 30 s)
     coarse-stage     [M_A] + [S] + [A_1..4]   (paper 10 s)
     fine-stage       [A_1..4] + [A_5..Q]      (paper 3 s)
+    coarse-nosemantic-stage   [M_A] + [A_1..4]: the paper's ablation without semantic tokens (Chapter 7)
 
 The tokenizers (SoundStream, w2v-BERT + k-means, MuLan) are the trained checkpoints of Chapters
 3-5 and stay frozen; their fingerprints are stored in the stage's config.json, so a stage can never be
@@ -45,7 +46,7 @@ def evaluate_stage(model, stage: str, preset: Preset, tokens: TokenSet, batch_si
     total, correct, count = 0.0, 0.0, 0
     for lo in range(0, min(len(tokens), max_clips), batch_size):
         idx = list(range(lo, min(lo + batch_size, len(tokens), max_clips)))
-        seq, mask = stage_batch(st, tokens, idx, grid, getattr(preset, f"{stage}_stage").crop_seconds, g)
+        seq, mask = stage_batch(st, tokens, idx, grid, getattr(preset, f"{st.name}_stage").crop_seconds, g)
         loss, acc = stage_loss(model, seq.to(device), mask.to(device))
         n = int(mask[:, 1:].sum())
         total, correct, count = total + float(loss) * n, correct + float(acc) * n, count + n
@@ -79,10 +80,10 @@ def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: To
 
     `scaling` (Chapter 11): DDP or FSDP under torchrun, bf16 autocast, micro-batches, activation checkpointing.
     """
-    tc, cfg = preset.train, getattr(preset, f"{stage}_stage")
     st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
+    tc, cfg = preset.train, getattr(preset, f"{st.name}_stage")  # the ablation trains as the coarse stage
     torch.manual_seed(tc.seed)  # same initial weights on every rank
-    config = stage_model_config(stage, preset)
+    config = stage_model_config(st.name, preset)
     model = build_stage_model(config, mulan_codebooks).to(runtime.device)
     ddp = prepare(model, runtime, scaling)  # DDP wraps `model`; FSDP shards it in place
     dtype = autocast_dtype(runtime.device, scaling.precision)
@@ -187,9 +188,14 @@ def train_fine_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime)
     return train_stage("fine", preset, args, runtime)
 
 
+def train_coarse_nosemantic_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train coarse-nosemantic-stage`: p(A_1..4 | M_A), the paper's ablation (Chapter 7)."""
+    return train_stage("coarse-nosemantic", preset, args, runtime)
+
+
 def measure_stage(model, preset: Preset, root: str | Path | None = None) -> dict:
     """What `ship <stage>` records: loss and accuracy on fixed crops of the validation and test clips (Chapter 6)."""
-    stage = model.checkpoint_config["config"]["name"]
+    stage = model.checkpoint_config["component"].removesuffix("-stage")
     codec, semantic, mulan = components.tokenizers(preset.name, root)
     out = {}
     for split in ("validation", "test"):
