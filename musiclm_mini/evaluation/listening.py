@@ -17,7 +17,6 @@ the pairs as plain HTML players via `static_html`.
 """
 from __future__ import annotations
 
-import base64
 import html
 import itertools
 from dataclasses import dataclass
@@ -196,12 +195,14 @@ def static_html(pairs: Sequence[Pair], sample_rate: int, reveal: bool = True) ->
 
     With `reveal`, each pair has a collapsed "which was which" line, so the reader can judge first.
     """
+    from ..audio import player_html
+
     parts = []
     for k, pair in enumerate(pairs):
+        # compressed (MP3), at the clips' own levels: a louder clip must not win by being normalised
         players = "".join(
             f'<div style="display:inline-block;margin-right:1em"><b>{side}</b><br>'
-            f'<audio controls preload="none" src="data:audio/wav;base64,'
-            f'{base64.b64encode(wav_bytes(wave, sample_rate)).decode()}"></audio></div>'
+            f'{player_html(np.clip(np.asarray(wave, np.float32), -1, 1), sample_rate, normalize=False)}</div>'
             for side, wave in (("A", pair.a_wave), ("B", pair.b_wave)))
         key = (f"<details><summary>which was which</summary>A: {html.escape(pair.a_system)}, "
                f"B: {html.escape(pair.b_system)}</details>") if reveal else ""
