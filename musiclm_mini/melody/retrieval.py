@@ -7,6 +7,8 @@ instrument renderings (slots 0, 1, 2), a hum and a whistle. For a query kind and
                                melody; averaged over the ordered pairs (i, j)
     hum -> instrument          query: the hum; gallery: instrument slot j; averaged over j
     whistle -> instrument      the same from the whistle
+    X -> arrangement           when the labels hold an "arrangement" of each melody (`arranged.py`): from the
+                               hum, the whistle or instrument slot 0 to the melody inside a full arrangement
 
 recall@k = how often the query's own melody ranks among the k most similar of the gallery; chance is
 k / N for N melodies. Two clips compare by the mean cosine of their aligned windows (three per 10 s).
@@ -26,7 +28,8 @@ def slots(labels: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
     by_melody: dict[str, dict[str, int]] = {}
     for i, lab in enumerate(labels):
         kinds = by_melody.setdefault(lab["melody_id"], {})
-        kind = lab["variant"] if lab["variant"] in VOICES else f"instrument{sum(k.startswith('instrument') for k in kinds)}"
+        named = lab["variant"] in (*VOICES, "arrangement")
+        kind = lab["variant"] if named else f"instrument{sum(k.startswith('instrument') for k in kinds)}"
         kinds[kind] = i
     full = set.union(*(set(k) for k in by_melody.values())) if by_melody else set()
     melodies = [m for m, kinds in by_melody.items() if set(kinds) == full]
@@ -47,8 +50,12 @@ def same_melody_retrieval(emb: Tensor, labels: list[dict], ks=(1, 5)) -> dict[st
     instruments = [k for k in rows if k.startswith("instrument")]
     plans = {"instrument": list(itertools.permutations(instruments, 2))}
     plans.update({voice: [(voice, j) for j in instruments] for voice in VOICES if voice in rows})
+    if "arrangement" in rows:  # the melody inside a full arrangement (`arranged.py`): from each solo rendering
+        plans.update({f"{q}_to_arrangement": [(q, "arrangement")] for q in ("hum", "whistle", "instrument0") if q in rows})
     out = {"melodies": float(n)}
     for name, pairs in plans.items():
+        if not pairs:  # e.g. one instrument: no instrument-to-instrument pair
+            continue
         figures = [recall_at(emb[rows[q]], emb[rows[g]], ks) for q, g in pairs]
         for k in ks:
             out[f"{name}_recall@{k}"] = sum(f[f"recall@{k}"] for f in figures) / len(figures)
