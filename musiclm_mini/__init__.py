@@ -15,8 +15,12 @@ Chapter -> modules (paper section in each module's docstring):
                               stage_models.py, token_cache.py, mulan_embedding.py, ngram.py (count
                               baselines); train/stages.py; text to music: musiclm.py, __main__.py
                               (`python -m musiclm_mini generate ...`)
-    7  Evaluation, Table 1    evaluation/ (fad, kld, tagger, train_tagger, transcribe, listening)
-    8- (to come)              melody/, long.py, memorization.py
+    7  Evaluation, Table 1    evaluation/ (fad, kld, tagger, train_tagger, transcribe, listening); the
+                              ablation's stage: hierarchy/tokens.py (MulanOnlyCoarseStage)
+    8  Melody (being written) melody/
+    9  Long generation        musiclm.py (window_plan, MusicLM.story), hierarchy/sampling.py
+                              (sliding_windows with breaks), evaluation/continuity.py
+    10 Memorization           evaluation/memorization.py
     11 Scaling up             scale.py (parameters, FLOPs, memory, GPU-days), device.py; train/scaling.py
                               (FSDP, bf16, accumulation, activation checkpointing)
 
@@ -25,10 +29,12 @@ Across chapters:
     config.py       the presets `tiny`, `colab`, `paper` (frozen dataclasses)
     components.py   the one component API: `load(component, preset=..., path=...)`, checkpoint folders,
                     fingerprints; every trained part (codec, spectral-codec, w2v-bert, kmeans,
-                    mfcc, mulan, semantic-stage, coarse-stage, fine-stage) is registered there
+                    mfcc, mulan, semantic-stage, coarse-stage, fine-stage, coarse-nosemantic-stage,
+                    melody-embedder) is registered there
     checkpoint.py   safetensors + JSON checkpoints, written atomically, never pickled
     train/          `python -m musiclm_mini.train <component>` (recipes, loop, DDP) and `... train ship`
     exercises/      the chapters' exercises and their graders
+    widgets.py      a slider over pre-made clips with one player, and its static table (Chapters 2, 6)
     errors.py       one exception per kind of bad input
 
 Inference code (`musiclm.py`, `tokenizers/`, `hierarchy/`) never imports `train/`
