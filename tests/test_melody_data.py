@@ -187,22 +187,18 @@ def test_degrade_adds_a_room_and_noise_at_the_asked_ratio_and_is_seeded():
     assert float(noise.pow(2).mean() / quiet.pow(2).mean()) == pytest.approx(0.1 - 1e-4, rel=0.15)
 
 
-def test_an_arrangement_replays_the_excerpt_of_a_set_melody(tmp_path):
-    import dataclasses
-
-    from musiclm_mini.melody import arranged
-
+def test_arrangements_add_one_clip_per_melody_and_leave_the_solo_renderings_unchanged(tmp_path):
     preset = get_preset("tiny")
-    config = melody_pairs.MelodySetConfig(extra_scores=0, extra_held_out=0, excerpts=2, instruments=1, eval_seconds=4.5)
-    folder = melody_pairs.generate_melody_set(preset.data, config, {"bach/bwv66.6.mxl": "validation"}, tmp_path / "set")
-    pcm, labels = melody_pairs.load_melody_set(folder, "validation")
-    cfg = {**dataclasses.asdict(preset.data), **dataclasses.asdict(config)}
-    for lab in labels[::3]:
-        score, start, tempo, tonic = arranged.excerpt_of(lab, cfg, 4.5)
-        assert tempo == lab["tempo_bpm"] and start in score.bar_starts
-    both, more = arranged.with_arrangements(pcm, labels, cfg, 4.5)
-    melodies = len({lab["melody_id"] for lab in labels})
-    assert both.shape == (len(pcm) + melodies, pcm.shape[1]) and [lab["variant"] for lab in more[-melodies:]] == ["arrangement"] * melodies
-    emb = torch.nn.functional.one_hot(torch.tensor([int(lab["melody_id"][-1]) for lab in more]), 4).float()[:, None]
-    figures = retrieval.same_melody_retrieval(emb, more)
+    base = dict(extra_scores=0, extra_held_out=0, excerpts=2, instruments=1, eval_seconds=4.5)
+    sets = {flag: melody_pairs.generate_melody_set(preset.data, melody_pairs.MelodySetConfig(**base, arrangements=flag),
+                                                   {"bach/bwv66.6.mxl": "validation"}, tmp_path / str(flag))
+            for flag in (False, True)}
+    solo, solo_labels = melody_pairs.load_melody_set(sets[False], "validation")
+    both, labels = melody_pairs.load_melody_set(sets[True], "validation")
+    kept = [i for i, lab in enumerate(labels) if lab["variant"] != "arrangement"]
+    assert np.array_equal(both[kept], solo) and [labels[i] for i in kept] == solo_labels
+    melodies = [lab["melody_id"] for lab in labels if lab["variant"] == "arrangement"]
+    assert sorted(melodies) == sorted({lab["melody_id"] for lab in solo_labels})
+    emb = torch.nn.functional.one_hot(torch.tensor([int(lab["melody_id"][-1]) for lab in labels]), 4).float()[:, None]
+    figures = retrieval.same_melody_retrieval(emb, labels)
     assert figures["hum_to_arrangement_recall@1"] == figures["instrument0_to_arrangement_recall@1"] == 1.0

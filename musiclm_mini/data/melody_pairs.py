@@ -6,7 +6,8 @@ a few instruments and hummed, each pair keeping its score's split so that no spl
 
 `load_melody_pairs` is Chapter 1's small sample. Chapter 8's embedder needs them in quantity:
 `ensure_melody_set` renders several excerpts of every score (each excerpt one melody) played by
-instruments in several octaves, hummed and whistled, at many tempi (below, `MelodySetConfig`).
+instruments in several octaves, hummed, whistled, and inside a full arrangement (harmony, bass,
+drums: what music following a hum sounds like), at many tempi (below, `MelodySetConfig`).
 
     python -m musiclm_mini.data.melody_pairs --preset tiny          # Chapter 1's pairs
     python -m musiclm_mini.data.melody_pairs --preset tiny --set    # Chapter 8's training set
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import captions, render, scores
 from .synthcaps import (KEY_NAMES, SPLITS, _ensure, _is_current, _run, _save, data_root, ensure_synthcaps,
-                        parse_command)
+                        parse_command, sample_variant)
 
 MELODY_PROGRAMS = (0, 73, 40, 56, 65, 24, 80, 11, 71, 68)  # instruments for the melody pairs
 
@@ -137,6 +138,7 @@ class MelodySetConfig:
     eval_seconds: float = 10.0  # validation and test clips: three 4 s windows at a 3 s hop, as in the paper
     min_notes: int = 6  # an excerpt with fewer notes is hardly a melody
     ngram: int = 10  # a training score sharing this many (interval, duration) steps with a held-out one is dropped
+    arrangements: bool = True  # each melody also inside a full SynthCaps arrangement (harmony, bass, drums)
 
 
 VOICES = ("hum", "whistle")
@@ -178,7 +180,7 @@ def pick_excerpts(score, beats: float, count: int, min_notes: int, ngram: int) -
 
 
 def _melody_set_job(job: tuple) -> list[tuple[dict, np.ndarray]]:
-    """Worker: every excerpt of one score, played by instruments in random octaves, hummed and whistled.
+    """Worker: every excerpt of one score by instruments in random octaves, hummed, whistled and arranged.
 
     The excerpts of a score share its tempo, key, instruments, octaves and voices: they differ *only*
     in their notes. Each is a hard negative for the others: an embedder cannot tell them apart by key,
@@ -218,6 +220,13 @@ def _melody_set_job(job: tuple) -> list[tuple[dict, np.ndarray]]:
                      "program": -1 if voice else variant, "split": split, "source_id": source_id, "tempo_bpm": tempo,
                      "center": centers[variant]}
             out.append((label, (np.clip(audio, -1, 1) * 32767).round().astype(np.int16)))
+        if cfg["arrangements"]:  # the melody in the top voice of a SynthCaps arrangement (own stream: the rest unchanged)
+            arng = np.random.default_rng([cfg["seed"], index, 889, e])
+            variant = {**sample_variant(score, seconds, arng), "tempo_bpm": tempo, "tonic": tonic, "mode": score.mode,
+                       "start_bar": int(np.flatnonzero(np.isclose(score.bar_starts, start))[0])}
+            audio = render.render(render.arrange(score, variant, seconds, arng), sr, n, render.PEAK[variant["dynamics"]])
+            out.append(({**label, "variant": "arrangement", "program": -2, "center": 72, "style": variant["style"]},
+                        (np.clip(audio, -1, 1) * 32767).round().astype(np.int16)))
     return out
 
 

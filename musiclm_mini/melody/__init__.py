@@ -7,7 +7,6 @@
     dataset.py    the training set of melody groups (rendered by `data/melody_pairs.py`) as mel frames
     retrieval.py  same-melody retrieval, recall@k against chance: the embedder's held-out figure
     baselines.py  the same retrieval from pitch classes alone (key profile, chroma sequence): no learning
-    arranged.py   a set melody inside a full SynthCaps arrangement: the hum -> music retrieval
     tokens.py     melody tokens: each window's embedding quantized by the RVQ of Chapter 2
 
 Training lives in `train/melody.py` (`python -m musiclm_mini.train melody-embedder`).

@@ -7,8 +7,8 @@ instrument renderings (slots 0, 1, 2), a hum and a whistle. For a query kind and
                                melody; averaged over the ordered pairs (i, j)
     hum -> instrument          query: the hum; gallery: instrument slot j; averaged over j
     whistle -> instrument      the same from the whistle
-    X -> arrangement           when the labels hold an "arrangement" of each melody (`arranged.py`): from the
-                               hum, the whistle or instrument slot 0 to the melody inside a full arrangement
+    X -> arrangement           from the hum, the whistle or instrument slot 0 to the melody inside a full
+                               SynthCaps arrangement (harmony, bass, drums): the hum -> music question
 
 recall@k = how often the query's own melody ranks among the k most similar of the gallery; chance is
 k / N for N melodies. Two clips compare by the mean cosine of their aligned windows (three per 10 s).
@@ -50,7 +50,7 @@ def same_melody_retrieval(emb: Tensor, labels: list[dict], ks=(1, 5)) -> dict[st
     instruments = [k for k in rows if k.startswith("instrument")]
     plans = {"instrument": list(itertools.permutations(instruments, 2))}
     plans.update({voice: [(voice, j) for j in instruments] for voice in VOICES if voice in rows})
-    if "arrangement" in rows:  # the melody inside a full arrangement (`arranged.py`): from each solo rendering
+    if "arrangement" in rows:  # the melody inside a full arrangement: from each solo rendering
         plans.update({f"{q}_to_arrangement": [(q, "arrangement")] for q in ("hum", "whistle", "instrument0") if q in rows})
     out = {"melodies": float(n)}
     for name, pairs in plans.items():

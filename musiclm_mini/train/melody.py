@@ -41,21 +41,11 @@ RENDERINGS_PER_MELODY = 3  # V: each melody of a batch brings 3 of its 5 renderi
 # A step takes batch_size / 2 melodies and, for each, another excerpt of the same score (`MelodyGroups.with_siblings`).
 
 
-def load_eval_split(preset: Preset, split: str, arrangements: bool = False) -> tuple[torch.Tensor, list[dict]]:
-    """(N, T) float waveforms and labels of the melody set's validation (or test) split (Chapter 8).
-
-    `arrangements`: plus one full SynthCaps arrangement of each melody (`melody/arranged.py`).
-    """
-    import dataclasses
-
-    from ..data.melody_pairs import MelodySetConfig, load_melody_split
-    from ..melody.arranged import with_arrangements
+def load_eval_split(preset: Preset, split: str) -> tuple[torch.Tensor, list[dict]]:
+    """(N, T) float waveforms and labels of the melody set's validation (or test) split (Chapter 8)."""
+    from ..data.melody_pairs import load_melody_split
 
     pcm, labels = load_melody_split(preset, split)  # rendered in memory if the melody set is not on disk
-    if arrangements:
-        sets = MelodySetConfig()
-        cfg = {**dataclasses.asdict(preset.data), **dataclasses.asdict(sets)}
-        pcm, labels = with_arrangements(pcm, labels, cfg, sets.eval_seconds)
     return torch.from_numpy(np.asarray(pcm, dtype=np.float32) / 32768.0), labels
 
 
@@ -161,12 +151,12 @@ def degrade_voices(waves: torch.Tensor, labels: list[dict], seed: int = 0) -> to
 
 
 def measure_melody_embedder(model: MelodyEmbedder, preset: Preset, root=None) -> dict:
-    """Retrieval of an embedder, its tokens and the baselines on the validation split, with an arrangement of
-    each melody in the gallery, clean and with the hums and whistles degraded (Chapter 8).
+    """Retrieval of an embedder, its tokens and the baselines on the validation split (solo renderings and
+    arrangements), clean and with the hums and whistles degraded (Chapter 8).
 
     Validation, not test: the test split's melodies are kept for the chapter's one measured look.
     """
-    waves, labels = load_eval_split(preset, "validation", arrangements=True)
+    waves, labels = load_eval_split(preset, "validation")
     noisy = degrade_voices(waves, labels)
     return {"validation": evaluate(model, waves, labels), "validation_tokens": evaluate(model, waves, labels, tokens=True),
             "validation_baselines": baselines(model, waves, labels),
