@@ -125,6 +125,7 @@ MODELS: dict[str, Model] = {
     "stage": Model("musiclm_mini.hierarchy.stage_models:build_stage_model",
                    "musiclm_mini.hierarchy.stage_models:StageModelConfig"),
     "melody-vit": Model("musiclm_mini.melody.vit:MelodyEmbedder", "musiclm_mini.melody.vit:MelodyEmbedderConfig"),
+    "tagger": Model("musiclm_mini.evaluation.tagger:Tagger", "musiclm_mini.evaluation.tagger:TaggerConfig"),
 }
 
 
@@ -162,6 +163,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
     # The paper's ablation (Sec. 5): the coarse stage without semantic tokens (Chapter 7).
     Component("coarse-nosemantic-stage", "7", "musiclm_mini.hierarchy.stage_models:coarse_stage_config",
               "musiclm_mini.train.stages:train_coarse_nosemantic_stage", sources=("codec", "mulan")),
+    # The judge of KLD and "asked for X, got X" (Chapter 7): one architecture for every preset.
+    Component("tagger", "7", "musiclm_mini.evaluation.tagger:tagger_config",
+              "musiclm_mini.evaluation.train_tagger:train_tagger_component"),
     Component("melody-embedder", "8", "musiclm_mini.melody.vit:melody_embedder_config",
               "musiclm_mini.train.melody:train_melody_embedder"),
 ]}

@@ -210,7 +210,7 @@ def parse(argv=None):
 def main(argv=None) -> dict:
     args = parse(argv)
     from musiclm_mini import components
-    from musiclm_mini.config import SHIPPED, get_preset
+    from musiclm_mini.config import get_preset
     from musiclm_mini.errors import CheckpointError
     from musiclm_mini.evaluation import fad, kld, listening, tagger
     from musiclm_mini.musiclm import MusicLM, adherence_statistics
@@ -231,9 +231,10 @@ def main(argv=None) -> dict:
         preset = get_preset(args.preset)
     except Exception as err:
         error(str(err))
-    tagger_dir = Path(args.tagger) if args.tagger else Path(SHIPPED) / f"tagger-{preset.name}"
+    tagger_dir = Path(args.tagger) if args.tagger else components.checkpoint_dir("tagger", preset.name)
+    tagger_record = tagger.training_record(tagger_dir) if (tagger_dir / "metrics.json").exists() else {}
     try:
-        judge = tagger.load_tagger(tagger_dir)
+        judge = components.load("tagger", preset.name, tagger_dir)  # refuses another tagger architecture
         mlm = MusicLM.from_pretrained(preset.name)
     except CheckpointError as err:
         error(str(err))
@@ -330,7 +331,7 @@ def main(argv=None) -> dict:
     t = tick("embeddings (basic-pitch, MuLan, tagger)", t)
 
     # ---- metrics -------------------------------------------------------------------------------------
-    classes = judge.config["classes"]
+    classes = judge.cfg.classes
     heads = list(classes)
     rows, per_caption = {}, {}
     for s in systems:
@@ -422,7 +423,8 @@ def main(argv=None) -> dict:
         "settings": {k: v for k, v in settings.items() if k != "fingerprints"}, "fingerprints": fingerprints,
         "captions": N, "samples": args.samples, "fad_reference": ref_name, "fad_num_clips": N,
         "retrieval_library": len(library), "retrieved": [library_labels[i]["clip_id"] for i in nearest],
-        "tagger": {"checkpoint": str(tagger_dir), "test_accuracy": judge.config.get("trained", {}).get("test_accuracy")},
+        "tagger": {"checkpoint": str(tagger_dir), "fingerprint": components.fingerprint(judge),
+                   "test_accuracy": tagger_record.get("test_accuracy")},
         "systems": systems, "rows": rows, "wins": wins, "pairs_per_system": (len(systems) - 1) * N,
         "per_caption": {s: {m: [round(float(x), 6) for x in v] for m, v in d.items()} for s, d in per_caption.items()},
         "ablation": ablation, "slice": slice_, "test_split_runs": test_runs,

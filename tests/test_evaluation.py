@@ -2,7 +2,8 @@
 
 FAD: identical sets, a shifted set, closed-form covariance terms, the small-sample bias. KLD: zero,
 a hand-computed value and its direction. Tagger: one that ignores its input scores the majority share,
-one trained on an easy synthetic task learns it, save/load round trip. Transcriber: the right pitches
+one trained on an easy synthetic task learns it, save/load round trip through `components`
+(more in test_tagger.py). Transcriber: the right pitches
 on synthesized tones and a chord, note F1 by hand. SynthCaps' true notes: re-rendering them gives the
 stored audio back (needs data/synthcaps-tiny; skipped when absent). Listening test: a scripted
 answer sheet pressed on the real widget gives the hand-counted tally.
@@ -17,6 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from musiclm_mini import components
+from musiclm_mini.checkpoint import save_checkpoint
+from musiclm_mini.components import checkpoint_config
 from musiclm_mini.errors import CheckpointError
 from musiclm_mini.evaluation import fad, kld, listening, tagger, train_tagger, transcribe
 
@@ -133,8 +137,7 @@ def labels_rows(n, rng):
 
 def test_a_tagger_that_ignores_its_input_scores_the_majority_share():
     rng = np.random.default_rng(7)
-    model = tagger.Tagger({"sample_rate": 8000, "n_fft": 256, "hop": 80, "n_mels": 32, "f_max": 3500.0,
-                           "classes": tagger.head_classes()})
+    model = tagger.Tagger(tagger.TaggerConfig(sample_rate=8000, n_fft=256, hop=80, n_mels=32, f_max=3500.0))
     with torch.no_grad():
         for name, head in model.heads.items():
             head.weight.zero_()
@@ -177,18 +180,19 @@ def test_tagger_learns_drums_and_tempo_on_a_synthetic_task(tmp_path):
         rows.append({"tempo_bucket": bucket, "drums": drums})
         waves.append(click_clip(rng.uniform(*bpms[bucket]), drums, rng))
     waves = torch.as_tensor(np.stack(waves))
-    cfg = {"n_fft": 256, "hop": 80, "n_mels": 32, "f_max": 3500.0, "channels": [8, 16]}
+    cfg = {"n_fft": 256, "hop": 80, "n_mels": 32, "f_max": 3500.0, "channels": (8, 16)}
     model = train_tagger.train_tagger(waves[:100], rows[:100], waves[100:125], rows[100:125], sample_rate=8000,
                                 heads=("drums", "tempo_bucket"), epochs=12, crop_seconds=2.5, seed=0, **cfg)
     acc = tagger.accuracy(tagger.predict(model, waves[125:], 8000), rows[125:])
     assert acc["drums"] >= 0.85 and acc["tempo_bucket"] >= 0.7, acc  # chance: 0.5 and 0.33
-    assert set(model.config["temperature"]) == {"drums", "tempo_bucket"}  # calibrated on the validation clips
-    # save / load: same posteriors, JSON config, no pickle
-    tagger.save_tagger(model, tmp_path / "tg")
-    again = tagger.load_tagger(tmp_path / "tg")
+    assert set(model.cfg.temperature) == {"drums", "tempo_bucket"}  # calibrated on the validation clips
+    assert model.training_record["train_clips"] == 100 and model.training_record["epochs"] == 12
+    # save / load as a component: same posteriors, temperatures included, JSON config, no pickle
+    save_checkpoint(tmp_path / "tg", model.state_dict(), checkpoint_config("tagger", model.cfg, "tiny"))
+    again = components.load("tagger", path=tmp_path / "tg")
+    assert again.cfg == model.cfg
     a, b = tagger.predict(model, waves[125:], 8000), tagger.predict(again, waves[125:], 8000)
     assert all(np.allclose(a[h], b[h], atol=1e-6) for h in a)
-    assert json.loads((tmp_path / "tg" / "config.json").read_text())["trained"]["train_clips"] == 100
     assert sorted(p.name for p in (tmp_path / "tg").iterdir()) == ["config.json", "model.safetensors"]
     # any sample rate: the same clips at 16 kHz are resampled to the tagger's 8 kHz
     up = transcribe.resample(waves[125].numpy(), 8000, 16000)
@@ -200,7 +204,7 @@ def test_tagger_training_is_reproducible_with_a_seed():
     rng = np.random.default_rng(9)
     waves = torch.as_tensor(rng.normal(size=(12, 8000)).astype(np.float32))
     rows = [{"drums": bool(i % 2)} for i in range(12)]
-    cfg = {"n_fft": 256, "hop": 80, "n_mels": 16, "f_max": 3500.0, "channels": [4]}
+    cfg = {"n_fft": 256, "hop": 80, "n_mels": 16, "f_max": 3500.0, "channels": (4,)}
     runs = [train_tagger.train_tagger(waves, rows, sample_rate=8000, heads=("drums",), epochs=2, batch_size=4,
                                       crop_seconds=0.5, seed=s, **cfg).state_dict() for s in (3, 3, 4)]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
@@ -214,7 +218,7 @@ def test_temperature_calibration_has_the_closed_form_answer():
         def __init__(self, logits):
             super().__init__()
             self.logits, self.seen = logits, 0
-            self.config = {"sample_rate": 8000, "classes": {"drums": ["drums", "no drums"]}}
+            self.cfg = tagger.TaggerConfig(sample_rate=8000, classes={"drums": ["drums", "no drums"]})
             self.heads = {"drums": None}
 
         def forward(self, batch):
@@ -228,13 +232,13 @@ def test_temperature_calibration_has_the_closed_form_answer():
     assert t == pytest.approx(20 / np.log(3), rel=0.03)
 
 
-def test_load_tagger_refuses_what_is_not_a_tagger(tmp_path):
+def test_loading_a_tagger_refuses_what_is_not_a_tagger(tmp_path):
     with pytest.raises(CheckpointError):
-        tagger.load_tagger(tmp_path / "missing")
+        components.load("tagger", path=tmp_path / "missing")
     (tmp_path / "config.json").write_text(json.dumps({"format": "something else"}))
     (tmp_path / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError):
-        tagger.load_tagger(tmp_path)
+        components.load("tagger", path=tmp_path)
 
 
 def test_asked_got_counts_by_hand():

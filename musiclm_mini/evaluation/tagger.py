@@ -9,11 +9,18 @@ from the same log-mel) feeds the heads too: a beat every 0.5 s shows up as a pea
 hard to see in mel bands a few semitones wide, so 12 chroma rows from the same STFT feed a key-invariant
 template matcher (see `Tagger`).
 
-    train_tagger.train_tagger(...)    -> Tagger (seeded, one CPU thread; its own module, with the command)
-    predict(tagger, waves, sr)        -> {head: (N, C) posteriors}   (what `kld.kld` compares)
-    accuracy(posteriors, labels)      -> {head: share right}          (held-out figures)
-    asked_got(posteriors, labels)     -> "asked for X, got X" rates per label value
-    save_tagger / load_tagger         -> safetensors + config.json, written atomically, never pickled
+    components.load("tagger", "tiny")   -> Tagger, the shipped one (a registered component, like MuLan)
+    python -m musiclm_mini.train tagger --preset tiny                        (train_tagger.py: the recipe)
+    predict(tagger, waves, sr)          -> {head: (N, C) posteriors}   (what `kld.kld` compares)
+    accuracy(posteriors, labels)        -> {head: share right}          (held-out figures)
+    asked_got(posteriors, labels)       -> "asked for X, got X" rates per label value
+    training_record(folder)             -> how it was trained and its held-out figures (metrics.json)
+
+`TaggerConfig` is what the network is (STFT, mel, channels, lags, chroma range, heads and their classes,
+and the calibration temperatures); `tagger_config(preset)` gives the same one for every preset: the
+tagger is a measuring instrument, not part of the model being scaled, so a colab or paper run is judged
+by the same tagger as tiny. How it was trained (epochs, figures, command, seconds) is not what it *is*:
+that lives in `metrics.json` beside the weights, as for every other component.
 
 A tagger is a judge with its own errors: a head that is right 70% of the time on real clips caps what any
 "asked for X, got X" rate can show, so every table prints the real clips' rates beside the generated ones.
@@ -21,7 +28,7 @@ A tagger is a judge with its own errors: a head that is right 70% of the time on
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +40,6 @@ from ..errors import CheckpointError
 from .transcribe import resample
 
 HEADS = ("family", "drums", "tempo_bucket", "mode", "mood", "style")
-FORMAT = "musiclm-mini-tagger/1"
-DEFAULTS = {"sample_rate": 24_000, "n_fft": 2048, "hop": 480, "n_mels": 64, "f_min": 30.0, "f_max": 11_000.0,
-            "channels": [16, 32, 64, 64], "min_lag_s": 0.2, "max_lag_s": 2.0, "chroma_hz": [55.0, 4000.0]}
 
 
 def head_classes() -> dict[str, list[str]]:
@@ -46,6 +50,62 @@ def head_classes() -> dict[str, list[str]]:
     return {"family": sorted({captions.gm_family(p) for p in melody_programs}), "drums": ["drums", "no drums"],
             "tempo_bucket": [name for name, _, _ in captions.TEMPO_BUCKETS], "mode": ["major", "minor"],
             "mood": list(captions.MOOD_WORDS), "style": list(render.STYLES)}
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    """What the `tagger` component is (Chapter 7): its front end, its CNN and its heads.
+
+    `classes` (head -> class names, in logit order) decides the heads' sizes, so it is part of the
+    identity; `temperature` (head -> T, fitted on validation clips after training) only rescales logits,
+    so a checkpoint with other temperatures is still the same network (`components.architecture`).
+    Dicts, not tuples: config.json stays readable as {"mode": ["major", "minor"], ...}.
+    """
+
+    sample_rate: int = 24_000
+    n_fft: int = 2048
+    hop: int = 480
+    n_mels: int = 64
+    f_min: float = 30.0
+    f_max: float = 11_000.0
+    channels: tuple[int, ...] = (16, 32, 64, 64)
+    min_lag_s: float = 0.2  # onset autocorrelation: tempi from 300 bpm ...
+    max_lag_s: float = 2.0  # ... down to 30 bpm
+    chroma_hz: tuple[float, float] = (55.0, 4000.0)  # bins outside are too coarse (low) or mostly overtones (high)
+    classes: dict[str, list[str]] = field(default_factory=lambda: head_classes())
+    temperature: dict[str, float] = field(default_factory=dict, metadata={"identity": False})
+
+    def __post_init__(self):
+        # config.json is written with sorted keys; keep the heads in `HEADS` order whatever the JSON's order,
+        # so predictions, tables and accuracies always list family, drums, tempo, mode, mood, style
+        rank = {h: i for i, h in enumerate(HEADS)}
+        order = sorted(self.classes, key=lambda h: rank.get(h, len(HEADS)))
+        object.__setattr__(self, "classes", {h: list(self.classes[h]) for h in order})
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return tuple(self.classes)
+
+
+def tagger_config(preset) -> TaggerConfig:
+    """The `tagger` of `preset` (Chapter 7; `components.py` loads and ships it): the same for every preset.
+
+    An evaluation tool must not change with the model it judges: colab and paper are measured by the
+    tiny tagger's architecture (SynthCaps' labels and 24 kHz are the same at every preset).
+    """
+    return TaggerConfig()
+
+
+def training_record(folder) -> dict:
+    """How a tagger checkpoint was trained and its held-out figures: its `metrics.json` (Chapter 7).
+
+    Keys: epochs, best_epoch, train_clips, train_seconds, seed, lr, batch_size, crop_seconds, loss_curve,
+    val_accuracy, test_clips, test_accuracy, majority_baseline, command (what `train_tagger` writes).
+    """
+    path = Path(folder) / "metrics.json"
+    if not path.exists():
+        raise CheckpointError(f"{folder} has no metrics.json: the tagger's training record is written there")
+    return json.loads(path.read_text())
 
 
 def label_value(row: dict, head: str) -> str:
@@ -82,30 +142,28 @@ class Tagger(nn.Module):
     match, so "minor" is recognized in any key (a learned Krumhansl-Schmuckler key finder).
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: TaggerConfig):
         super().__init__()
-        self.config = {**DEFAULTS, **config}
-        c = self.config
-        self.register_buffer("window", torch.hann_window(c["n_fft"]), persistent=False)
-        self.register_buffer("fb", mel_filterbank(c["sample_rate"], c["n_fft"], c["n_mels"], c["f_min"], c["f_max"]),
-                             persistent=False)
+        self.cfg = c = config
+        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
+        self.register_buffer("fb", mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.f_min, c.f_max), persistent=False)
         layers, prev = [nn.BatchNorm2d(1)], 1
-        for ch in c["channels"]:
+        for ch in c.channels:
             layers += [nn.Conv2d(prev, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(), nn.MaxPool2d(2)]
             prev = ch
         self.cnn = nn.Sequential(*layers)
-        fps = c["sample_rate"] / c["hop"]
-        self.lags = (max(1, round(c["min_lag_s"] * fps)), round(c["max_lag_s"] * fps))
+        fps = c.sample_rate / c.hop
+        self.lags = (max(1, round(c.min_lag_s * fps)), round(c.max_lag_s * fps))
         self.rhythm = nn.Sequential(nn.Linear(self.lags[1] - self.lags[0] + 1, 32), nn.ReLU())
-        self.register_buffer("chroma_fb", chroma_map(c["sample_rate"], c["n_fft"], *c["chroma_hz"]), persistent=False)
+        self.register_buffer("chroma_fb", chroma_map(c.sample_rate, c.n_fft, *c.chroma_hz), persistent=False)
         self.templates = nn.Conv1d(1, 16, 12, padding=6, padding_mode="circular", bias=False)
-        self.heads = nn.ModuleDict({h: nn.Linear(2 * prev + 32 + 16, len(v)) for h, v in c["classes"].items()})
+        self.heads = nn.ModuleDict({h: nn.Linear(2 * prev + 32 + 16, len(v)) for h, v in c.classes.items()})
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, T) waveform at the tagger's rate -> (B, n_mels + 12, frames): natural-log mel power, then
         12 rows of log chroma (power per pitch class), both from one STFT."""
-        c = self.config
-        spec = torch.stft(wave, c["n_fft"], c["hop"], window=self.window, return_complex=True).abs() ** 2
+        c = self.cfg
+        spec = torch.stft(wave, c.n_fft, c.hop, window=self.window, return_complex=True).abs() ** 2
         bands = torch.einsum("bft,fm->bmt", spec, torch.cat([self.fb, self.chroma_fb], 1))
         return torch.log(bands + 1e-6)
 
@@ -144,12 +202,12 @@ class Tagger(nn.Module):
 def predict(tagger: Tagger, waves, sample_rate: int, batch_size: int = 8) -> dict[str, np.ndarray]:
     """Posteriors {head: (N, C)} for (N, T) clips at any sample rate (resampled to the tagger's) (Chapter 7).
 
-    Logits are divided by each head's calibration temperature (`config["temperature"]`, set by training
+    Logits are divided by each head's calibration temperature (`cfg.temperature`, set by training
     on the validation clips), so a posterior of 0.9 means right about 9 times in 10, not "always sure".
     """
     was_training = tagger.training
     tagger.eval()
-    rate = tagger.config["sample_rate"]
+    rate = tagger.cfg.sample_rate
     out = {h: [] for h in tagger.heads}
     items = waves if isinstance(waves, torch.Tensor) else [np.asarray(w, np.float32) for w in waves]
     for i in range(0, len(items), batch_size):
@@ -157,7 +215,7 @@ def predict(tagger: Tagger, waves, sample_rate: int, batch_size: int = 8) -> dic
         if sample_rate != rate:
             chunk = [resample(np.asarray(w), sample_rate, rate) for w in chunk]
         batch = torch.as_tensor(np.stack([np.asarray(w, np.float32) for w in chunk]))
-        temperature = tagger.config.get("temperature", {})
+        temperature = tagger.cfg.temperature
         for h, logits in tagger(batch).items():
             out[h].append(torch.softmax(logits / temperature.get(h, 1.0), -1).numpy().astype(np.float64))
     tagger.train(was_training)
@@ -217,42 +275,3 @@ def format_asked_got(tables: dict[str, dict]) -> str:
             cells.append(f"{c['rate']:6.2f} ({c['got']:3d}/{c['asked']:3d})" if c else f"{'-':>16s}")
         lines.append(f"{h + ': ' + v:28s}" + "".join(f"{s:>16s}" for s in cells))
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# Saving
-# ---------------------------------------------------------------------------------------------
-def save_tagger(tagger: Tagger, directory) -> Path:
-    """Write `model.safetensors` and `config.json` into `directory`, each atomically (tmp + os.replace)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = json.dumps({"format": FORMAT, **tagger.config}, indent=1)
-    tmp = directory / f".model.safetensors.tmp-{os.getpid()}"
-    save_file({k: v.contiguous() for k, v in tagger.state_dict().items()}, str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, directory / "model.safetensors")
-    tmp = directory / f".config.json.tmp-{os.getpid()}"
-    tmp.write_text(config)
-    os.replace(tmp, directory / "config.json")
-    return directory
-
-
-def load_tagger(directory) -> Tagger:
-    """A tagger saved by `save_tagger`, in eval mode; CheckpointError when missing or not a tagger."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    try:
-        config = json.loads((directory / "config.json").read_text())
-        state = load_file(str(directory / "model.safetensors"))
-    except Exception as err:  # missing file, bad JSON, corrupt safetensors (its own error type)
-        raise CheckpointError(f"no readable tagger in {directory}: {err}") from err
-    if config.pop("format", None) != FORMAT:
-        raise CheckpointError(f"{directory} does not hold a tagger saved by save_tagger ({FORMAT})")
-    tagger = Tagger(config)
-    try:
-        tagger.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"tagger weights in {directory} do not fit its config: {err}") from err
-    return tagger.eval()

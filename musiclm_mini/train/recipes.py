@@ -48,6 +48,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
                                                 data="synthcaps+extra"),
     ("fine-stage", "tiny"): Recipe(steps=4000, val_every=500, checkpoint_every=250, threads=1,
                                    data="synthcaps+extra"),
+    # Chapter 7's tagger: 1,024 clips (training + extra arrangements), batch 16, so 960 steps = 15 epochs;
+    # it validates every epoch and writes once, so val_every / checkpoint_every do not apply.
+    ("tagger", "tiny"): Recipe(steps=960, batch_size=16, lr=3e-3, threads=1, data="synthcaps+extra"),
     # Chapter 8: 32 melodies x 3 renderings per step, on one thread.
     ("melody-embedder", "tiny"): Recipe(steps=1500, batch_size=32, val_every=250, checkpoint_every=100, threads=1),
 }

@@ -21,7 +21,7 @@ import torch
 from .. import components
 from ..checkpoint import export_weights
 
-FULL_PRECISION = ("kmeans", "mfcc")
+FULL_PRECISION = ("kmeans", "mfcc", "tagger")  # the tagger: 284 kB, and a judge's posteriors should not move
 COPIED = ("log.jsonl", "data.json", "record.json", "metrics.json")  # what a run wrote beside its weights
 # component -> "module:function(model, preset, root) -> dict of figures", measured on what readers will load
 # (root: where the components it reads are)
