@@ -34,22 +34,22 @@ def chroma(windows: Tensor, n_fft: int = 4096, hop: int = 480) -> Tensor:
     return out / out.sum(1, keepdim=True).clamp(min=1e-12)
 
 
-def key_profile(windows: Tensor) -> Tensor:
-    """Mean chroma of each window, unit length: (N, S) -> (N, 12)."""
-    return F.normalize(chroma(windows).mean(-1), dim=-1)
+def key_profile(c: Tensor) -> Tensor:
+    """Mean chroma of each window, unit length: chroma (N, 12, frames) -> (N, 12)."""
+    return F.normalize(c.mean(-1), dim=-1)
 
 
-def chroma_sequence(windows: Tensor, step: int = 5) -> Tensor:
-    """Chroma averaged over `step` frames (100 ms), flattened, unit length: (N, S) -> (N, 12 * frames / step)."""
-    c = F.avg_pool1d(chroma(windows), step)  # (N, 12, frames / step)
-    return F.normalize(c.flatten(1), dim=-1)
+def chroma_sequence(c: Tensor, step: int = 5) -> Tensor:
+    """Chroma averaged over `step` frames (100 ms), flattened, unit length: (N, 12, frames) -> (N, 12 * frames / step)."""
+    return F.normalize(F.avg_pool1d(c, step).flatten(1), dim=-1)
 
 
 def baseline_embeddings(windows: Tensor, chunk: int = 64) -> dict[str, Tensor]:
     """Both baselines of clip windows (N, W, S) -> {"key profile": (N, W, 12), "chroma sequence": (N, W, D)}."""
     N, W, S = windows.shape
-    flat = windows.reshape(N * W, S)
-    out = {}
-    for name, fn in (("key profile", key_profile), ("chroma sequence", chroma_sequence)):
-        out[name] = torch.cat([fn(block) for block in flat.split(chunk)]).reshape(N, W, -1)
-    return out
+    keys, sequences = [], []
+    for block in windows.reshape(N * W, S).split(chunk):
+        c = chroma(block)  # (n, 12, frames)
+        keys.append(key_profile(c))
+        sequences.append(chroma_sequence(c))
+    return {"key profile": torch.cat(keys).reshape(N, W, -1), "chroma sequence": torch.cat(sequences).reshape(N, W, -1)}

@@ -51,8 +51,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # Chapter 7's tagger: 1,024 clips (training + extra arrangements), batch 16, so 960 steps = 15 epochs;
     # it validates every epoch and writes once, so val_every / checkpoint_every do not apply.
     ("tagger", "tiny"): Recipe(steps=960, batch_size=16, lr=3e-3, threads=1, data="synthcaps+extra"),
-    # Chapter 8: 32 melodies x 3 renderings per step, on one thread.
-    ("melody-embedder", "tiny"): Recipe(steps=1500, batch_size=32, val_every=250, checkpoint_every=100, threads=1),
+    # Chapter 8: 32 melodies (16 and a sibling excerpt of each) x 3 of their 6 renderings per step, on one thread.
+    ("melody-embedder", "tiny"): Recipe(steps=2000, batch_size=32, val_every=250, checkpoint_every=100, threads=1),
 }
 
 
