@@ -1,8 +1,7 @@
 """Long generation and story mode, measured (Chapter 9): every figure the chapter prints, in one JSON.
 
 Stories: the held-out captions of the SynthCaps split, four at a time (story k = captions 4k..4k+3), each
-a piece whose text changes every --seconds-each seconds (`MusicLM.generate_tokens` with breaks, as
-`MusicLM.story`; story batch b uses seed + b). Their baseline is the hard cut: each caption generated
+a piece whose text changes every --seconds-each seconds (`MusicLM.story`, story k with seed + k). Their baseline is the hard cut: each caption generated
 alone (seed + 1000 + b) and the clips put end to end. Measured (`evaluation.continuity`):
 
 - adherence: each segment's MuLan similarity to its own text against the story's other texts;
@@ -34,17 +33,10 @@ from musiclm_mini.train.mulan import load_pairs
 MEASURES = ("tempo_change", "key_distance", "flux_jump", "embedding_jump")
 
 
-def generate_stories(model: MusicLM, texts: list[list[str]], each: float, seed: int, batch: int) -> torch.Tensor:
-    """Story k of `texts` (N lists of P texts) -> waves (N, P * each * sr), text changing every `each` s."""
-    P = len(texts[0])
-    breaks = tuple(each * i for i in range(1, P))
-    out = []
-    for b, i in enumerate(range(0, len(texts), batch)):
-        rows = texts[i:i + batch]
-        with torch.no_grad():
-            M = model.mulan.tokens_from_text(sum(rows, [])).reshape(len(rows), P, -1)  # (B, P, 12)
-        out.append(model.decode(model.generate_tokens(M, P * each, seed + b, breaks=breaks), P * each))
-    return torch.cat(out)
+def generate_stories(model: MusicLM, texts: list[list[str]], each: float, seed: int) -> torch.Tensor:
+    """Story k of `texts` (N lists of P texts) -> waves (N, P * each * sr): `MusicLM.story` with seed + k,
+    one at a time, so that the chapter can regenerate any one of them exactly."""
+    return torch.stack([model.story([(t, each) for t in story], seed=seed + k) for k, story in enumerate(texts)])
 
 
 def hard_cuts(model: MusicLM, texts: list[list[str]], each: float, seed: int, batch: int) -> torch.Tensor:
@@ -112,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: {args.split} has {len(captions)} captions, fewer than {args.stories} x {args.parts}")
     texts = [captions[k * args.parts:(k + 1) * args.parts] for k in range(args.stories)]
 
-    story = generate_stories(model, texts, each, args.seed, args.batch_size)  # (N, P * each * sr)
+    story = generate_stories(model, texts, each, args.seed)  # (N, P * each * sr)
     cut = hard_cuts(model, texts, each, args.seed, args.batch_size)
     seg = lambda w: w.reshape(len(texts), args.parts, -1)  # noqa: E731  (N, P, each * sr)
     with torch.no_grad():
@@ -132,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     for m in MEASURES:  # paired by story and boundary: the same texts either side
         summary[m]["p_story_below_hard_cut"] = C.paired_smaller(flat(points["story_boundary"][m]), flat(points["hard_cut"][m]))
 
-    long_captions = captions[-args.long_captions:]  # not among the stories' captions when there are enough
+    long_captions = captions[-args.long_captions:]  # the last ones (with 32 test captions, also the last story's)
     with torch.no_grad():
         M = mulan.tokens_from_text(long_captions)
         long_waves = model.decode(model.generate_tokens(M, args.long_seconds, args.seed + 2000), args.long_seconds)

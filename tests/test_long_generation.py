@@ -1,5 +1,6 @@
 """Long generation and story mode (Chapter 9): the window plan, the text switching at each boundary, the CLI."""
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -209,3 +210,29 @@ def test_story_adherence_finds_matching_segments_and_not_shuffled_ones():
     assert paired_smaller([1, 2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 7]) < 0.05 and paired_smaller([1, 2], [1, 2]) == 1.0
     with pytest.raises(ValueError, match="one shape"):
         story_adherence(audio[:, :1], text[:, :1])
+
+
+# --- the recorded study of Chapter 9 (scripts/measure_long.py) ---------------------------------------------
+RECORDED = Path(__file__).resolve().parents[1] / "book" / "data" / "long-tiny.json"
+
+
+@pytest.mark.skipif(bool(MISSING) or not RECORDED.exists(), reason="no shipped tiny models or no recorded study")
+def test_recorded_stories_follow_their_texts_and_their_seams_beat_hard_cuts():
+    import json
+
+    from musiclm_mini import components
+
+    study = json.loads(RECORDED.read_text())
+    # the study must be of the models that ship: retraining a stage without re-measuring fails here
+    shipped = components.shipped_fingerprints("tiny")
+    for role, stage in (("codec", None), ("mulan", None), ("semantic", "semantic-stage"), ("coarse", "coarse-stage"),
+                        ("fine", "fine-stage")):
+        want = shipped.get(role) if stage is None else components.read_config(components.checkpoint_dir(stage, "tiny"))["fingerprint"]
+        assert study["fingerprints"][role] == want, f"{role} changed since the study: rerun {study['command']}"
+    story = study["adherence"]["story"]
+    assert story["segments"] >= 32 and story["difference"] > 0 and story["p_permutation"] < 0.05
+    assert story["top1"] > story["chance_top1"]
+    # smoother than the hard cut where a splice shows: the spectral flux and MuLan's embedding
+    for measure in ("flux_jump", "embedding_jump"):
+        s = study["summary"][measure]
+        assert s["story_boundary"] < s["hard_cut"] and s["p_story_below_hard_cut"] < 0.01, measure
