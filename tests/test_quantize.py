@@ -274,3 +274,12 @@ def test_small_batches_do_not_leave_duplicate_kmeans_codes_behind():
     vq = fit(VectorQuantizer(16, 128, dead_code_threshold=0.1), data, steps=60, batch=40)
     assert codebook_stats(vq.encode(held_out), 128)["usage"] > 0.75  # 0.52 when duplicates start at count 1
     assert (vq.decode(vq.encode(held_out)) - held_out).pow(2).mean() < 1.0  # 3.1 when they do
+
+
+def test_fit_on_a_set_of_vectors_is_seeded_and_each_level_helps():
+    x = torch.randn(400, 16, generator=torch.Generator().manual_seed(0))
+    a, b = ResidualVQ(16, 4, 32, quantizer_dropout=False), ResidualVQ(16, 4, 32, quantizer_dropout=False)
+    errors = a.fit(x, steps=5, seed=3)
+    assert torch.equal(errors, b.fit(x, steps=5, seed=3)) and not a.training
+    assert errors.shape == (4,) and (errors[1:] < errors[:-1]).all() and errors[0] < x.var()
+    assert torch.equal(a.encode(x[None]), b.encode(x[None]))

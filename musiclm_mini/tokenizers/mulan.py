@@ -237,15 +237,7 @@ class MuLan(nn.Module):
         Returns the mean squared error after each level, (Q,). The text side is never seen: M_T uses
         the codebooks learnt from audio, exactly as in the paper.
         """
-        torch.manual_seed(seed)
-        x = embeddings.detach().float()[None]  # (1, N, D): one "sequence" of N vectors
-        for layer in self.rvq.layers:  # always from k-means, even over an earlier fit (resumed runs)
-            layer.initialized.fill_(False)
-        self.rvq.train()
-        for _ in range(steps):
-            self.rvq(x, n_q=self.rvq.num_quantizers)
-        self.rvq.eval()
-        return self.rvq.residual_errors(x)
+        return self.rvq.fit(embeddings, steps, seed)
 
     # -- sizes ------------------------------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:

@@ -339,3 +339,20 @@ class ResidualVQ(nn.Module):
             approx = approx + layer.decode(codes[:, i])
             errors.append(F.mse_loss(approx, x.float()))
         return torch.stack(errors)
+
+    @torch.no_grad()
+    def fit(self, vectors: Tensor, steps: int = 30, seed: int = 0) -> Tensor:
+        """Fit every level to a set of vectors (N, D), from k-means then by EMA updates (Chapters 2, 5, 8).
+
+        For quantizers of embeddings fitted after their encoder is trained (MuLan's 12 levels, the melody
+        embedder's): always restarts from k-means, even over an earlier fit. -> MSE after each level (Q,).
+        """
+        torch.manual_seed(seed)
+        x = vectors.detach().float()[None]  # (1, N, D): one "sequence" of N vectors
+        for layer in self.layers:
+            layer.initialized.fill_(False)
+        self.train()
+        for _ in range(steps):
+            self(x, n_q=self.num_quantizers)
+        self.eval()
+        return self.residual_errors(x)
