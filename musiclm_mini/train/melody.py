@@ -11,8 +11,9 @@ One step:
     --semi-hard triplet loss, mined in the batch (melody/triplet.py)--> AdamW
 
 Validation: same-melody retrieval on the held-out melodies of the validation split (SynthCaps'
-validation scores, never seen in training), across instruments and from the hum and the whistle,
-recall@1 and @5 against chance (`melody/retrieval.py`). The test split is not read here.
+validation scores and further ones, never heard in training), across instruments, from the hum and the
+whistle, and into full arrangements of the tune, recall@1 and @5 against chance (`melody/retrieval.py`).
+The test split is not read here.
 After the last step the RVQ of the melody tokens is fitted on embeddings of the training clips
 (`melody/tokens.py`), and the tokens' own retrieval is measured on validation.
 """
@@ -37,7 +38,7 @@ from ..melody.vit import MelodyEmbedder, melody_embedder_config
 from .distributed import Runtime, wrap_ddp
 from .loop import Run, batch_indices, fit, fit_options, step_generator
 
-RENDERINGS_PER_MELODY = 3  # V: each melody of a batch brings 3 of its 5 renderings (positives for each other)
+RENDERINGS_PER_MELODY = 3  # V: each melody of a batch brings 3 of its 6 renderings (positives for each other)
 # A step takes batch_size / 2 melodies and, for each, another excerpt of the same score (`MelodyGroups.with_siblings`).
 
 
