@@ -2,10 +2,10 @@
 
 Paper (Sec. 6): "a synthetic dataset composed of audio pairs with matching melodies but different
 acoustics". Ours is rendered by `data/melody_pairs.py` (`ensure_melody_set`): excerpts of scores, each
-played by three instruments in random octaves, hummed, whistled and inside a full arrangement. A batch takes `groups` melodies
-and `per_group` of their renderings, cut at the *same* 4 s of the tune (the hum and whistle wander by
-up to 3 % in tempo, as a singer would), so that the triplet loss has positives (same melody) and
-negatives (every other melody) in every batch:
+played by three instruments in random octaves, hummed, whistled and inside a full arrangement. A batch
+takes `groups` melodies and `per_group` of their renderings, cut at the *same* 4 s of the tune (the hum
+and whistle wander by up to 3 % in tempo, as a singer would), so that the triplet loss has positives
+(same melody) and negatives (every other melody) in every batch:
 
     clip log-mels (N, n_mels, F), computed once  --group, variant, offset-->  (G * V, n_mels, frames)
     labels (G * V,): the melody of each window
