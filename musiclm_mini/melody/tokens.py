@@ -22,15 +22,7 @@ from .vit import MelodyEmbedder
 @torch.no_grad()
 def fit_melody_rvq(model: MelodyEmbedder, embeddings: Tensor, steps: int = 30, seed: int = 0) -> Tensor:
     """Fit the embedder's RVQ on window embeddings (N, D), every level (Chapter 8) -> MSE after each level (Q,)."""
-    torch.manual_seed(seed)
-    x = embeddings.detach().float()[None]  # (1, N, D): one "sequence" of N vectors
-    for layer in model.rvq.layers:  # always from k-means, even over an earlier fit
-        layer.initialized.fill_(False)
-    model.rvq.train()
-    for _ in range(steps):
-        model.rvq(x, n_q=model.rvq.num_quantizers)
-    model.rvq.eval()
-    return model.rvq.residual_errors(x)
+    return model.rvq.fit(embeddings, steps, seed)  # k-means, then EMA, as MuLan's (Chapter 5)
 
 
 def quantize(model: MelodyEmbedder, embeddings: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ MEASURES = {
     "semantic-stage": "musiclm_mini.train.stages:measure_stage",
     "coarse-stage": "musiclm_mini.train.stages:measure_stage",
     "fine-stage": "musiclm_mini.train.stages:measure_stage",
+    "melody-embedder": "musiclm_mini.train.melody:measure_melody_embedder",
 }
 
 
