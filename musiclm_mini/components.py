@@ -138,6 +138,7 @@ class Component:
     config: str  # "module:function": preset -> the model's config dataclass for that preset
     trainer: str  # "module:function" run by `python -m musiclm_mini.train <name>`
     sources: tuple[str, ...] = ()  # components whose tokens it learnt from (their fingerprints are kept)
+    shipped: bool = True  # False: trained into runs/ and measured from there, never in the package (an ablation)
 
     def config_for(self, preset: Preset):
         return resolve(self.config)(preset)
@@ -162,7 +163,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
               "musiclm_mini.train.stages:train_fine_stage", sources=("codec",)),
     # The paper's ablation (Sec. 5): the coarse stage without semantic tokens (Chapter 7).
     Component("coarse-nosemantic-stage", "7", "musiclm_mini.hierarchy.stage_models:coarse_stage_config",
-              "musiclm_mini.train.stages:train_coarse_nosemantic_stage", sources=("codec", "mulan")),
+              "musiclm_mini.train.stages:train_coarse_nosemantic_stage", sources=("codec", "mulan"), shipped=False),
     # The judge of KLD and "asked for X, got X" (Chapter 7): one architecture for every preset.
     Component("tagger", "7", "musiclm_mini.evaluation.tagger:tagger_config",
               "musiclm_mini.evaluation.train_tagger:train_tagger_component"),
