@@ -6,6 +6,7 @@ from .soundstream import check_causal_conv  # Chapter 3
 from .semantic import check_lloyd_step  # Chapter 4
 from .stages import check_flatten_frames  # Chapter 6
 from .evaluation import check_frechet_distance  # Chapter 7
+from .melody import check_semi_hard_mining  # Chapter 8
 from .long_generation import check_windows  # Chapter 9
 from .memorization import check_histogram_cost  # Chapter 10
 from .scaling import check_stage_memory  # Chapter 11
