@@ -8,11 +8,9 @@ in: they resample, mix to mono and refuse broken audio with one `AudioError` nam
 from __future__ import annotations
 
 import base64
-import io
 import os
 import shutil
 import subprocess
-import wave as wavfile
 from functools import lru_cache
 
 import numpy as np
@@ -130,15 +128,6 @@ PLAYER_FORMATS = {"mp3": ("audio/mpeg", ["-c:a", "libmp3lame", "-b:a", "64k", "-
                   "opus": ("audio/ogg", ["-c:a", "libopus", "-b:a", "48k", "-f", "ogg"])}
 
 
-def wav_bytes(wave, sample_rate: int) -> bytes:
-    """A mono float waveform in [-1, 1] -> the bytes of a 16-bit WAV file (Chapter 1)."""
-    pcm = (np.clip(np.asarray(wave, dtype=np.float32), -1, 1) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wavfile.open(buf, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(int(sample_rate)), w.writeframes(pcm.tobytes())
-    return buf.getvalue()
-
-
 def encode_audio(wave, sample_rate: int, fmt: str = "mp3") -> tuple[bytes, str]:
     """A mono waveform (T,) -> (file bytes, MIME type), compressed by the ffmpeg program (Chapter 1).
 
@@ -157,7 +146,9 @@ def encode_audio(wave, sample_rate: int, fmt: str = "mp3") -> tuple[bytes, str]:
             return out.stdout, mime
     elif fmt not in PLAYER_FORMATS and fmt != "wav":
         raise ValueError(f"unknown player format {fmt!r}: choose one of {sorted(PLAYER_FORMATS)} or 'wav'")
-    return wav_bytes(x, sample_rate), "audio/wav"
+    from .data.render import encode_wav  # the book's one WAV writer (Chapter 1)
+
+    return encode_wav(x, sample_rate), "audio/wav"
 
 
 def player_html(wave, sample_rate: int, fmt: str = "mp3", normalize: bool = True) -> str:

@@ -104,14 +104,15 @@ def window_plan(preset: Preset, seconds: float, breaks: tuple[float, ...] = ()) 
     spu, apu = grid.semantic_per_unit, grid.acoustic_per_unit
     semantic_rate = grid.sample_rate / grid.semantic_hop  # semantic frames per second
     plans = {}
-    for name, total, unit in (("semantic", units * spu, 1), ("coarse", units * apu, apu), ("fine", units * apu, 1)):
+    # (stage, frames per grid unit, window boundaries' multiple)
+    for name, per_unit, unit in (("semantic", spu, 1), ("coarse", apu, apu), ("fine", apu, 1)):
+        total = units * per_unit
         if name == "semantic":
             window = frames_to_multiple(grid.crop_frames(name, long.prefix_seconds + long.stride_seconds), unit)
             prefix = frames_to_multiple(long.prefix_seconds * semantic_rate, unit)
         else:
             window = frames_to_multiple(grid.crop_frames(name, getattr(preset, f"{name}_stage").crop_seconds), unit)
             prefix = frames_to_multiple(window // 2, unit) if name == "coarse" and window >= 2 * unit else 0
-        per_unit = {"semantic": spu, "coarse": apu, "fine": apu}[name]
         cuts = tuple(b * per_unit for b in break_units) if name != "fine" else ()  # the fine stage reads no text
         plans[name] = {"frames": total, "window": window, "prefix": prefix, "unit": unit, "breaks": cuts,
                        "windows": sliding_windows(total, window, prefix, unit, cuts)}

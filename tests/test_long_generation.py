@@ -5,27 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FakeMuLan, micro_preset
 from musiclm_mini import __main__ as cli
 from musiclm_mini.config import get_preset
 from musiclm_mini.hierarchy.sampling import sliding_windows
-from musiclm_mini.hierarchy.stage_models import build_stage_model, stage_model_config
 from musiclm_mini.musiclm import MusicLM, check_story, window_plan
-from musiclm_mini.tokenizers.soundstream import SoundStream
 
-from test_musiclm import MISSING
-
-
-@pytest.fixture(scope="module")
-def model():
-    p = micro_preset()
-    torch.manual_seed(0)
-    stages = {s: build_stage_model(stage_model_config(s, p)).eval() for s in ("semantic", "coarse", "fine")}
-    with torch.no_grad():  # large random weights: peaked, input-dependent distributions
-        for m in stages.values():
-            for prm in m.parameters():
-                prm.normal_(0.0, 0.5)
-    return MusicLM(p, SoundStream(p.codec).eval(), FakeMuLan(p), stages)
+from test_musiclm import MISSING, model  # noqa: F401  (the micro MusicLM fixture)
 
 
 # --- the plan -----------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..data.render import encode_wav
+
 CHOICES = ("A", "B", None)  # None: skipped, counts for nobody
 
 
@@ -109,13 +111,6 @@ def answers_from_scores(pairs: Sequence[Pair], score) -> list:
     return answers
 
 
-def wav_bytes(wave, sample_rate: int) -> bytes:
-    """16-bit WAV bytes of a float waveform (peak-limited to [-1, 1])."""
-    from ..data.render import encode_wav
-
-    return encode_wav(np.asarray(wave, np.float32), sample_rate)
-
-
 class ListeningTest:
     """The interactive page: one pair at a time, blind, answers kept in memory only (Chapter 7)."""
 
@@ -178,8 +173,8 @@ class ListeningTest:
         pair = self.pairs[len(self.answers)]
         b["progress"].value = f"Pair {len(self.answers) + 1} of {len(self.pairs)}: which clip follows the caption better?"
         b["caption"].value = f"<i>{html.escape(pair.caption)}</i>"
-        b["a"].value = wav_bytes(pair.a_wave, self.sample_rate)
-        b["b"].value = wav_bytes(pair.b_wave, self.sample_rate)
+        b["a"].value = encode_wav(np.asarray(pair.a_wave, np.float32), self.sample_rate)
+        b["b"].value = encode_wav(np.asarray(pair.b_wave, np.float32), self.sample_rate)
 
 
 def apply_answer_sheet(test: ListeningTest, sheet: Sequence) -> dict[str, dict]:
