@@ -25,7 +25,7 @@ SOUNDFONT = "TimGM6mb.sf2"  # General MIDI soundfont bundled with pretty_midi (~
 
 def soundfont_path() -> str:
     """Path of the General MIDI soundfont that ships inside pretty_midi (Chapter 1)."""
-    import pretty_midi
+    from .captions import pretty_midi  # imported there, quietly
 
     return os.path.join(os.path.dirname(pretty_midi.__file__), SOUNDFONT)
 
@@ -234,8 +234,8 @@ def render(parts: list[dict], sample_rate: int, num_samples: int, peak: float) -
     A fresh synthesizer per clip keeps the output independent of what was rendered before, which
     is what makes generation reproducible across worker processes.
     """
+    from .captions import pretty_midi  # imported there, quietly; it has imported fluidsynth
     import fluidsynth
-    import pretty_midi
 
     midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     for part in parts:
