@@ -146,7 +146,8 @@ class Component:
 
 COMPONENTS: dict[str, Component] = {c.name: c for c in [
     Component("codec", "3", "musiclm_mini.tokenizers.soundstream:codec_config", "musiclm_mini.train.codec:train_codec"),
-    # The tiny preset's CPU codec (same tokens, frame-rate layers); the stages still read `codec` (Chapter 3).
+    # The tiny preset's CPU codec (same token layout, frame-rate layers, an inverse STFT at the end); the tiny
+    # stages read its tokens (`Preset.codec_component`), the colab and paper ones SoundStream's (Chapter 3).
     Component("spectral-codec", "3", "musiclm_mini.tokenizers.spectral_codec:spectral_codec_config",
               "musiclm_mini.train.spectral_codec:train_spectral_codec"),
     Component("w2v-bert", "4", "musiclm_mini.tokenizers.w2v_bert:w2v_bert_config",

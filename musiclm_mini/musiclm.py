@@ -6,10 +6,10 @@ The whole pipeline of the paper's Figure 2 (right), from the trained parts of Ch
          --semantic stage--> S (1, T_s)          temperature: paper 1.0   (+ guidance w, not in the paper)
          --coarse stage--> A_1..4 (1, 4, T_a)    temperature: paper 0.95  (+ guidance w)
          --fine stage--> A_5..Q (1, Q-4, T_a)    temperature: paper 0.4
+         --codec decoder--> wave (T,)            SoundStream; tiny: the spectral codec (Chapter 3)
 
 Each preset holds its own temperatures and guidance (`StageConfig.temperature`, `.guidance`): `paper`
 samples as the paper does; `tiny` samples its coarse stage cooler and guides (Chapter 6 says why).
-         --SoundStream decoder--> wave (T,)
 
 Only the conditioning changes between training and generation: each stage learnt from M_A, the
 MuLan tokens of the training audio, and here receives M_T, the MuLan tokens of the text, quantized
@@ -120,7 +120,7 @@ def window_plan(preset: Preset, seconds: float, breaks: tuple[float, ...] = ()) 
 
 
 class MusicLM:
-    """Text-to-music with the three stages, MuLan and SoundStream (Chapters 6 and 7).
+    """Text-to-music with the three stages, MuLan and the codec (Chapters 6 and 7).
 
     `codec` needs `decode(tokens (B, Q, T)) -> (B, T')`, `mulan` needs `tokens_from_text(list[str])`
     (and `embed_audio`/`embed_text` for `caption_adherence`); `transformers` maps semantic/coarse/fine

@@ -10,7 +10,7 @@ systems the same way on the SynthCaps *test* captions (32 captions, 10 s clips),
 
 Systems (one row each; `--split validation` uses the validation captions, for choosing anything at all):
     real clips          the held-out clips of the captions (the ceiling; the paper's "MusicCaps" row)
-    through the codec   the same clips encoded and decoded by SoundStream (the ceiling with this codec)
+    through the codec   the same clips encoded and decoded by the preset's codec (the ceiling with it)
     MusicLM-tiny        generated from each caption, `--samples` clips per caption, the preset's temperatures
                         and guidance (Chapter 6's protocol and seeds)
     unconditioned       the same stages with the null condition in place of the caption's MuLan tokens

@@ -18,8 +18,8 @@ from musiclm_mini.musiclm import MusicLM
 CAPTIONS = ["a calming violin melody backed by a distorted guitar riff", "an energetic rock song with loud drums"]
 SECONDS, SEED = 3.0, 7
 GOLDEN = {
-    CAPTIONS[0]: "a1b20e9681cfafce1de4ba16357921e16f59ed35fa07cf3777dce3dbb112465e",
-    CAPTIONS[1]: "9d37bfa26b74e26b5ce441b2dfd33f9c1d75fd9507beb55400873322dcb9f965",
+    CAPTIONS[0]: "081d17ff3815c7c6b1d92a3ec6a9445119195674b6967982053e7b67ced9c056",
+    CAPTIONS[1]: "816c56790b36005800ceed2a44faadfa1fd8797589a2d2aca7976ab068b57252",
 }
 
 
