@@ -29,6 +29,7 @@ from typing import Callable
 from .. import components
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,12 @@ def campaign_leg(leg: Leg, preset, train: Callable[[list[str]], object], runs: P
                  "cpu_hours": cpu_seconds / 3600, "started": " ".join(flags) or "from scratch",
                  "validation": new, "shipped_validation": old, "shipped": better, "leg": asdict(leg)}
         if better:
-            (run_dir / "record.json").write_text(json.dumps({
-                "command": f"python -m musiclm_mini.train campaign --preset {preset.name} --only {leg.component}",
-                "chunk_command": "python -m musiclm_mini.train " + " ".join(argv), **entry}, indent=1) + "\n")
+            record = {"command": f"python -m musiclm_mini.train campaign --preset {preset.name} --only {leg.component}",
+                      "chunk_command": "python -m musiclm_mini.train " + " ".join(argv), **entry}
+            atomic_write(run_dir / "record.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
             dest = ship(leg.component, run_dir, preset.name, root, measure=False)
-            (dest / "metrics.json").write_text(json.dumps({"shipped": {"validation": new}}, indent=1) + "\n")
+            atomic_write(dest / "metrics.json",
+                         lambda p: p.write_text(json.dumps({"shipped": {"validation": new}}, indent=1) + "\n"))
         with open(log, "a") as f:
             f.write(json.dumps(entry) + "\n")
         print(f"[campaign] {leg.component} step {step}: {leg.figure} {new[leg.figure]:.4g} vs shipped "

@@ -27,6 +27,7 @@ import torch
 
 from ..components import checkpoint_config
 from ..config import Preset
+from ..files import atomic_write
 from ..melody.augment import augment, degrade
 from ..melody.dataset import MelodyGroups
 from ..melody.baselines import baseline_embeddings
@@ -139,7 +140,7 @@ def finish(run: Run, model: MelodyEmbedder, train: MelodyGroups, val_waves, val_
                "validation_tokens": evaluate(model, val_waves, val_labels, tokens=True),
                "validation_baselines": baselines(model, val_waves, val_labels),
                "validation_history": run.history}
-    (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write(run.out_dir / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
     return metrics
 
 

@@ -23,6 +23,7 @@ import torch
 
 from ..components import checkpoint_config
 from ..config import Preset
+from ..files import atomic_write
 from ..tokenizers.mulan import MuLan, audio_windows
 from .distributed import Runtime, wrap_ddp
 from .loop import Run, batch_indices, fit, fit_options, step_generator
@@ -207,7 +208,7 @@ def finish(run: Run, model: MuLan, train_waves: torch.Tensor, preset: Preset) ->
                "rvq_mse_per_level": [round(float(e), 5) for e in errors],
                "test": evaluate(model, test_waves, test_labels),
                "validation_history": run.history}
-    (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write(run.out_dir / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
     print(json.dumps(metrics["test"], indent=2))
     return metrics
 
