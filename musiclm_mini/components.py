@@ -125,6 +125,8 @@ MODELS: dict[str, Model] = {
     "stage": Model("musiclm_mini.hierarchy.stage_models:build_stage_model",
                    "musiclm_mini.hierarchy.stage_models:StageModelConfig"),
     "melody-vit": Model("musiclm_mini.melody.vit:MelodyEmbedder", "musiclm_mini.melody.vit:MelodyEmbedderConfig"),
+    "melody-stage": Model("musiclm_mini.melody.stage:build_melody_stage_model",
+                          "musiclm_mini.melody.stage:MelodyStageModelConfig"),
     "tagger": Model("musiclm_mini.evaluation.tagger:Tagger", "musiclm_mini.evaluation.tagger:TaggerConfig"),
 }
 
@@ -170,6 +172,10 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
               "musiclm_mini.evaluation.train_tagger:train_tagger_component"),
     Component("melody-embedder", "8", "musiclm_mini.melody.vit:melody_embedder_config",
               "musiclm_mini.train.melody:train_melody_embedder"),
+    # The semantic stage conditioned on melody tokens + MuLan tokens (Chapter 8, Sec. 6); not trained yet, so not shipped.
+    Component("melody-semantic-stage", "8", "musiclm_mini.melody.stage:melody_semantic_stage_config",
+              "musiclm_mini.train.melody_stage:train_melody_semantic_stage",
+              sources=("kmeans", "mulan", "melody-embedder"), shipped=False),
 ]}
 TOKENIZERS = ("codec", "kmeans", "mulan")  # whose fingerprints the stages record
 

@@ -8,6 +8,11 @@
     retrieval.py  same-melody retrieval, recall@k against chance: the embedder's held-out figure
     baselines.py  the same retrieval from pitch classes alone (key profile, chroma sequence): no learning
     tokens.py     melody tokens: each window's embedding quantized by the RVQ of Chapter 2
+    alignment.py  which melody windows condition which semantic tokens: a crop's (a window's) own time span
+    stage.py      the melody-semantic stage: [melody tokens] + [MuLan tokens] + [semantic tokens], its model
+    token_cache.py  the training clips' melody tokens on a time grid, cached
+    generation.py   a hum + a text -> music: the input checks, the trained parts, the semantic stage's windows
 
-Training lives in `train/melody.py` (`python -m musiclm_mini.train melody-embedder`).
+Training lives in `train/melody.py` (`python -m musiclm_mini.train melody-embedder`) and `train/melody_stage.py`
+(`python -m musiclm_mini.train melody-semantic-stage`).
 """

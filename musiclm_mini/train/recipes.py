@@ -53,6 +53,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("tagger", "tiny"): Recipe(steps=960, batch_size=16, lr=3e-3, threads=1, data="synthcaps+extra"),
     # Chapter 8: 32 melodies (16 and a sibling excerpt of each) x 3 of their 6 renderings per step, on one thread.
     ("melody-embedder", "tiny"): Recipe(steps=2000, batch_size=32, val_every=250, checkpoint_every=100, threads=1),
+    # Chapter 8: the semantic stage's recipe, with melody tokens in its prefix.
+    ("melody-semantic-stage", "tiny"): Recipe(steps=1250, val_every=250, checkpoint_every=250, threads=1,
+                                              data="synthcaps+extra"),
 }
 
 

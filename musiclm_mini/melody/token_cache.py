@@ -1,0 +1,77 @@
+"""Melody tokens of the training clips, computed once and cached beside the other tokens (Chapter 8; MusicLM Sec. 6).
+
+The melody-conditioned semantic stage learns from the melody tokens of each clip's *own* audio: the shipped
+embedder was trained to ignore the instruments (a hum lands near the arrangement of the same tune, Chapter 8's
+retrieval table), so at generation time the hum's tokens stand in for the music's, as M_T stands in for M_A.
+For every clip we store the RVQ codes of its melody windows on the grid of `alignment.MelodyGrid` (tiny: 16
+windows of 4 s, 0.4 s apart, per 10 s clip), from which any training crop takes its own (`stage.melody_stage_batch`):
+
+    codes (N, P, Q) int16 in <data root>/tokens/<preset>-<split>-melody-<key>.safetensors
+
+The key hashes the data config, the embedder's fingerprint and the grid, as `hierarchy/token_cache.py` does for
+M_A, S and A: retrain the embedder and the old file is simply not found.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..components import fingerprint
+from ..config import Preset
+from ..files import atomic_write
+from ..hierarchy.token_cache import cache_path
+from .alignment import MelodyGrid, grid_windows
+from .tokens import quantize
+
+
+@torch.no_grad()
+def melody_window_codes(embedder, waves: Tensor, grid: MelodyGrid, clips_per_batch: int = 8,
+                        progress: bool = False) -> Tensor:
+    """Clips (N, T) -> the melody codes of their grid windows (N, P, Q), long (Chapter 8)."""
+    device = next(embedder.parameters()).device
+    positions = grid.positions(waves.shape[-1] // grid.semantic_hop)
+    out = []
+    for chunk in tqdm(waves.split(clips_per_batch), desc="melody tokens", disable=not progress):
+        windows = grid_windows(chunk.float(), grid, positions)  # (n, P, window)
+        emb = embedder.embed_windows(windows.reshape(-1, grid.window).to(device))  # (n * P, D)
+        out.append(quantize(embedder, emb.reshape(len(chunk), positions, -1)).long().cpu())  # (n, P, Q)
+    return torch.cat(out)
+
+
+def melody_cache_path(preset: Preset, split: str, embedder, root: str | os.PathLike | None = None) -> Path:
+    """Where the melody codes of a split are cached: the key covers data, embedder and grid (Chapter 8)."""
+    grid = MelodyGrid.from_preset(preset)
+    return cache_path(preset, f"{split}-melody", {"melody-embedder": fingerprint(embedder),
+                                                  "grid": dataclasses.asdict(grid)}, root)
+
+
+def cached_melody_codes(preset: Preset, split: str, embedder, waves: Tensor | Callable | None = None,
+                        root: str | os.PathLike | None = None, progress: bool = False) -> Tensor:
+    """The melody codes (N, P, Q) of a SynthCaps split, from the cache or computed and cached now (Chapter 8).
+
+    `waves` (N, T), or a function returning them (called only when the cache is missing), replaces the
+    split's audio (extra clips, tests); by default `synthcaps.split_waveforms`, the clips in the order of
+    `hierarchy.token_cache.cached_tokens`, so row i is clip i there too.
+    """
+    path = melody_cache_path(preset, split, embedder, root)
+    if path.exists():
+        return load_file(str(path))["codes"].long()
+    if callable(waves):
+        waves = waves()
+    if waves is None:
+        from ..data import synthcaps
+
+        waves = synthcaps.split_waveforms(preset, split)
+    codes = melody_window_codes(embedder, torch.as_tensor(waves), MelodyGrid.from_preset(preset), progress=progress)
+    meta = {"preset": preset.name, "split": split, "melody-embedder": fingerprint(embedder), "clips": len(codes)}
+    atomic_write(path, lambda tmp: save_file({"codes": codes.to(torch.int16).contiguous()}, str(tmp),
+                                             metadata={"meta": json.dumps(meta, sort_keys=True)}))
+    return codes

@@ -1,0 +1,159 @@
+"""Training the melody-conditioned semantic stage: `python -m musiclm_mini.train melody-semantic-stage` (Chapter 8).
+
+MusicLM Sec. 6 and appendix C: the semantic stage of Chapter 6, its prefix extended with melody tokens
+(`melody/stage.py`), trained as the semantic stage is (`train/stages.py`): next-token cross-entropy on the
+semantic tokens of random crops, condition dropout for guidance, the same recipe (`recipes.py`), the same
+cached tokens (M_A, S) of SynthCaps plus its extra arrangements. What is new:
+
+    melody codes (N, P, Q)   each clip's own melody windows on a grid, from the shipped melody embedder,
+                             cached (`melody/token_cache.py`); a crop reads those of its own span
+    validation               loss and accuracy, and the loss with *another clip's* melody: the gap says how
+                             much the stage listens to the tune (as `stages.conditioning_losses` for the text)
+
+The frozen parts (k-means, MuLan, the melody embedder) are recorded by fingerprint in config.json, so the
+stage is only ever loaded next to the tokenizers whose tokens it learnt.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .. import components
+from ..config import Preset
+from ..hierarchy.stage_models import stage_loss
+from ..hierarchy.token_cache import TokenSet
+from ..hierarchy.tokens import TokenLayout
+from ..melody.alignment import MelodyGrid
+from ..melody.stage import MelodyLayout, MelodySemanticStage, build_melody_stage_model, melody_semantic_stage_config, \
+    melody_stage_batch
+from ..melody.token_cache import cached_melody_codes, melody_window_codes
+from .distributed import Runtime
+from .loop import Run, batch_indices, fit, fit_options, step_generator
+from .scaling import Scaling, accumulate_gradients, autocast_dtype, global_mean, micro_batches, prepare, scaling_from_args
+from .stages import EXTRA_VARIANTS_PER_SCORE, TRAINING_DATA, VALIDATION_SEED, training_tokens
+
+NAME = "melody-semantic-stage"
+
+
+def melody_stage(preset: Preset) -> MelodySemanticStage:
+    """The token layout of `preset`'s melody-semantic stage (Chapter 8)."""
+    return MelodySemanticStage(TokenLayout.from_preset(preset), MelodyLayout.from_preset(preset))
+
+
+@torch.no_grad()
+def evaluate_melody_stage(model, preset: Preset, tokens: TokenSet, codes: torch.Tensor, batch_size: int = 16,
+                          max_clips: int = 64) -> dict[str, float]:
+    """Loss and accuracy on fixed crops of held-out clips, and the loss with the melody of another clip (Chapter 8)."""
+    was_training = model.training
+    model.eval()
+    st, grid, device = melody_stage(preset), MelodyGrid.from_preset(preset), next(model.parameters()).device
+    n = min(len(tokens), max_clips)
+
+    def losses(melody: torch.Tensor) -> tuple[float, float]:
+        g = torch.Generator().manual_seed(VALIDATION_SEED)  # the same crops whichever melody
+        total, correct, count = 0.0, 0.0, 0
+        for lo in range(0, n, batch_size):
+            seq, mask = melody_stage_batch(st, tokens, melody, list(range(lo, min(lo + batch_size, n))), grid, g)
+            loss, acc = stage_loss(model, seq.to(device), mask.to(device))
+            k = int(mask[:, 1:].sum())
+            total, correct, count = total + float(loss) * k, correct + float(acc) * k, count + k
+        return total / count, correct / count
+
+    loss, accuracy = losses(codes)
+    other, _ = losses(codes.roll(1, dims=0))  # clip i with clip i - 1's tune, its own text
+    model.train(was_training)
+    return {"loss": loss, "accuracy": accuracy, "loss_other_melody": other}
+
+
+def melody_stage_run(preset: Preset, train_tokens: TokenSet, train_codes: torch.Tensor, val_tokens: TokenSet | None,
+                     val_codes: torch.Tensor | None, out_dir: Path, runtime: Runtime, sources: dict[str, str] | None = None,
+                     quiet: bool = False, mulan_codebooks: torch.Tensor | None = None, scaling: Scaling = Scaling()):
+    """The Run, step function and validation of the melody-semantic stage (Chapter 8), as `stages.stage_run`."""
+    if len(train_codes) != len(train_tokens):
+        raise ValueError(f"{len(train_codes)} clips of melody codes for {len(train_tokens)} clips of tokens")
+    st, grid, tc, cfg = melody_stage(preset), MelodyGrid.from_preset(preset), preset.train, preset.semantic_stage
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    config = melody_semantic_stage_config(preset)
+    model = build_melody_stage_model(config, mulan_codebooks).to(runtime.device)
+    ddp = prepare(model, runtime, scaling)
+    dtype = autocast_dtype(runtime.device, scaling.precision)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
+
+    def train_step(step: int) -> dict[str, float]:
+        idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
+        g = step_generator(tc.seed, step, runtime.rank)
+        seq, mask = melody_stage_batch(st, train_tokens, train_codes, idx, grid, g)  # (B, 28 + 75) in tiny
+        seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(S) without tune or text
+        seq, mask = seq.to(runtime.device), mask.to(runtime.device)
+        parts = micro_batches(len(seq), scaling.accumulate)
+        ddp.train()
+        opt.zero_grad(set_to_none=True)
+        figures = accumulate_gradients(ddp, lambda i: stage_loss(ddp, seq[parts[i]], mask[parts[i]]),
+                                       [float(mask[p, 1:].sum()) for p in parts], dtype, runtime.device)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        loss, acc = global_mean(figures, runtime, runtime.device)
+        return {"loss": loss, "accuracy": acc}
+
+    validate = None if val_tokens is None else \
+        (lambda: evaluate_melody_stage(model, preset, val_tokens, val_codes, tc.batch_size))
+    run = Run(name=f"{NAME}-{preset.name}", out_dir=Path(out_dir),
+              config=components.checkpoint_config(NAME, config, preset.name, sources), model=model,
+              optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
+              warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
+              quiet=quiet, validate_on_all_ranks=runtime.distributed and scaling.parallel == "fsdp")
+    return run, train_step, validate
+
+
+def melody_codes(preset: Preset, data: str, embedder, progress: bool = False, split: str = "train") -> torch.Tensor:
+    """The melody codes (N, P, Q) of the clips of `stages.training_tokens(preset, data, ..., split)`, row for row (Chapter 8)."""
+    if data == "sines":  # the same synthetic clips as `training_tokens`, not cached
+        from .codec import sine_clips
+
+        waves = sine_clips(8 if split == "train" else 4, preset.data.clip_seconds, preset.codec.sample_rate,
+                           seed=1 if split == "train" else 2)
+        return melody_window_codes(embedder, waves, MelodyGrid.from_preset(preset))
+    codes = cached_melody_codes(preset, split, embedder, progress=progress)
+    if split != "train" or data == "synthcaps":
+        return codes
+
+    def extra_waves() -> torch.Tensor:  # only called when the cache is missing
+        from ..data import synthcaps
+
+        return torch.as_tensor(synthcaps.waveforms_from_dir(
+            synthcaps.ensure_extra_variants(preset, EXTRA_VARIANTS_PER_SCORE, verbose=progress), "train")).float()
+
+    more = cached_melody_codes(preset, f"train-extra{EXTRA_VARIANTS_PER_SCORE}", embedder, extra_waves, progress=progress)
+    return torch.cat([codes, more])
+
+
+def train_melody_semantic_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train melody-semantic-stage`: p(S | melody tokens, M_A) (Chapter 8)."""
+    if args.data not in TRAINING_DATA:
+        raise ValueError(f"the {NAME} trains on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {args.data!r}")
+    codec, semantic, mulan = components.tokenizers(preset.name, args.checkpoints, runtime.device,
+                                                   codec=preset.codec_component)
+    embedder_dir = None if args.checkpoints is None else components.checkpoint_dir("melody-embedder", preset.name,
+                                                                                     args.checkpoints)
+    embedder = components.load("melody-embedder", preset.name, embedder_dir, runtime.device)
+    sources = {**components.token_sources(codec, semantic, mulan), "melody-embedder": components.fingerprint(embedder)}
+    if runtime.is_main:  # rank 0 extracts and caches first, so the other ranks only read the files
+        training_tokens(preset, args.data, codec, semantic, mulan, progress=not args.quiet)
+        melody_codes(preset, args.data, embedder, progress=not args.quiet)
+    if runtime.distributed:
+        torch.distributed.barrier()
+    train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
+    train_codes = melody_codes(preset, args.data, embedder)
+    scaling = scaling_from_args(args)
+    val_tokens = val_codes = None
+    if runtime.is_main or scaling.parallel == "fsdp":
+        val_tokens = training_tokens(preset, args.data, codec, semantic, mulan, split="validation")
+        val_codes = melody_codes(preset, args.data, embedder, split="validation")
+    codebooks = mulan.rvq.codebooks.detach().float().cpu()  # (levels, codes, dim)
+    del codec, semantic, mulan, embedder  # the tokenizers are not needed any more
+    run, step_fn, validate = melody_stage_run(preset, train_tokens, train_codes, val_tokens, val_codes, args.out, runtime,
+                                              sources, args.quiet, codebooks, scaling)
+    return fit(run, step_fn, validate, **fit_options(args))
