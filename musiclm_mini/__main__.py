@@ -4,12 +4,14 @@ Paper: MusicLM Sec. 3.2 (generation from a text prompt) and Sec. 6 (long generat
 
     python -m musiclm_mini generate TEXT [--seconds 10] [-o out.wav] [--preset tiny] [--seed 0]
                                          [--guidance W] [--checkpoints DIR] [--device cpu] [--quiet]
+    python -m musiclm_mini generate TEXT --melody hum.wav [--melody-stage DIR] [same options]   # follow a tune (Ch. 8)
     python -m musiclm_mini story TEXT TEXT ... [--seconds-each S] [-o story.wav] [same options]
 
 Shows one progress bar per stage. Bad input (empty text, no texts for a story, a duration or a story's
 total that is not in (0, 300] s, an
 unknown preset in MUSICLM_PRESET, an output file that cannot be written, `--device cuda` without CUDA,
-a missing checkpoint or one made for another preset) prints one line `error: ...` and exits with 2.
+a missing checkpoint or one made for another preset, a --melody file that is missing, unreadable, silent, clipped
+or shorter than one 4 s melody window) prints one line `error: ...` and exits with 2.
 Training has its own entry point: `python -m musiclm_mini.train <component>`.
 """
 from __future__ import annotations
@@ -30,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate music from a text description")
     gen.add_argument("text", help="what the music should sound like")
     gen.add_argument("--seconds", type=float, default=10.0, help="duration in seconds (default 10, at most 300)")
+    gen.add_argument("--melody", type=Path, default=None,
+                     help="a recording of the tune to follow: hummed, sung, whistled or played, any WAV, at least 4 s "
+                          "(looped if shorter than --seconds) (Chapter 8)")
+    gen.add_argument("--melody-stage", type=Path, default=None,
+                     help="the melody-semantic-stage folder (default: runs/melody-semantic-stage-<preset>, else the shipped one)")
     story = sub.add_parser("story", help="story mode: one piece whose text changes every --seconds-each seconds")
     story.add_argument("texts", nargs="*", help="the texts, in order")
     story.add_argument("--seconds-each", type=float, default=None,
@@ -67,6 +74,10 @@ def check_request(args: argparse.Namespace) -> None:
     else:
         check_text(args.text)
         check_seconds(args.seconds)
+        if args.melody is not None:  # missing, unreadable, silent, clipped or too short: refused before any model loads
+            from .melody.generation import load_melody
+
+            args.melody_wave = load_melody(args.melody, preset)
     if args.guidance is not None and not args.guidance >= 0:  # also refuses NaN
         raise ValueError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance:g}")
     if args.output.suffix.lower() != ".wav":
@@ -84,11 +95,18 @@ def generate_command(args: argparse.Namespace) -> int:
     from .musiclm import MusicLM
 
     start = time.perf_counter()
+    melody = {}
+    if getattr(args, "melody_wave", None) is not None:  # Chapter 8: find the melody stage before loading the rest
+        from .melody.generation import find_melody_stage
+
+        melody = {"melody": args.melody_wave, "melody_sample_rate": get_preset(args.preset).codec.sample_rate,
+                  "melody_stage": find_melody_stage(args.preset, args.melody_stage, args.checkpoints)}
     model = MusicLM.from_pretrained(args.preset, args.checkpoints, args.device)
     if args.command == "story":
         wave = model.story(args.segments, seed=args.seed, progress=not args.quiet, guidance=args.guidance)
     else:
-        wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet, guidance=args.guidance)
+        wave = model.generate(args.text, args.seconds, seed=args.seed, progress=not args.quiet, guidance=args.guidance,
+                              **melody)
     save_audio(args.output, wave, model.sample_rate)
     if not args.quiet:
         print(f"wrote {args.output} ({args.seconds:g} s) in {time.perf_counter() - start:.1f} s")

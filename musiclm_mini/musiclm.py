@@ -136,6 +136,8 @@ class MusicLM:
         self.layout, self.grid = TokenLayout.from_preset(preset), TokenGrid.from_preset(preset)
         self.stages = {s: make_stage(s, self.layout) for s in STAGE_NAMES}
         self.timings: dict[str, float] = {}
+        self.melody_parts = None  # Chapter 8: the melody embedder and stage, loaded by the first generate(melody=...)
+        self.checkpoint_root: Path | None = None  # where from_pretrained found the parts
 
     @classmethod
     def from_pretrained(cls, preset: str | None = None, checkpoint_root: str | Path | None = None,
@@ -156,7 +158,9 @@ class MusicLM:
                    "mulan": components.fingerprint(mulan)}
         transformers = {s: components.load(f"{s}-stage", p.name, path(f"{s}-stage"), device, sources)
                         for s in STAGE_NAMES}
-        return cls(p, codec, mulan, transformers)
+        model = cls(p, codec, mulan, transformers)
+        model.checkpoint_root = checkpoint_root
+        return model
 
     @property
     def sample_rate(self) -> int:
@@ -168,7 +172,8 @@ class MusicLM:
 
     # -- generation -------------------------------------------------------------------------------
     def generate(self, text: str, seconds: float, seed: int = 0, temperatures: tuple[float, float, float] | None = None,
-                 progress: bool = False, guidance: float | None = None) -> Tensor:
+                 progress: bool = False, guidance: float | None = None, melody=None, melody_sample_rate: int | None = None,
+                 melody_stage: str | Path | None = None) -> Tensor:
         """`seconds` of music for `text` -> wave (T,) at 24 kHz; same seed, same audio (Chapter 7).
 
         `temperatures` (semantic, coarse, fine) default to the preset's `StageConfig.temperature`: the paper's
@@ -176,7 +181,14 @@ class MusicLM:
         classifier-free guidance scale of the semantic and coarse stages, defaults to the preset's (1 = none,
         as in the paper; `tiny` guides, see Chapter 6). Pass `temperatures=(1.0, 0.95, 0.4), guidance=1.0`
         for the paper's sampling with any preset.
+        `melody`: a tune to follow, (T,) or (C, T) at `melody_sample_rate` Hz (Chapter 8, `melody/generation.py`).
         """
+        if melody is not None:
+            from .melody.generation import generate_with_melody
+
+            text, plan = check_text(text), window_plan(self.preset, check_seconds(seconds))["semantic"]
+            return generate_with_melody(self, text, seconds, plan, melody, melody_sample_rate, seed, temperatures,
+                                        progress, guidance, melody_stage)
         return self.generate_batch([check_text(text)], seconds, seed, temperatures, progress, guidance)[0]
 
     def generate_batch(self, texts: list[str], seconds: float, seed: int = 0,
