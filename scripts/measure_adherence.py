@@ -3,8 +3,8 @@
 Generates `--samples` clips per caption of the SynthCaps *test* split with the shipped pipeline, then
 compares each clip's MuLan similarity to its own caption (the paper's MCC, Sec. 4.4) with its similarity
 to the other captions (`musiclm.caption_adherence`: paired permutation and Wilcoxon tests, retrieval
-top-1). With --references it first measures the same on the real test clips, on their SoundStream
-reconstructions, on their real coarse levels with random fine levels, and on clips generated from each
+top-1). With --references it first measures the same on the real test clips, on their reconstructions by
+the preset's codec, on their real coarse levels with random fine levels, and on clips generated from each
 test clip's own MuLan *audio* tokens M_A (what the stages were trained with): the ceilings that music
 generated from text could reach with this MuLan, this codec and these stages.
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
             from_audio = torch.cat([model.decode(model.generate_tokens(
                 M_A[i:i + bs], args.seconds, args.seed + i // bs, args.temperatures, guidance=args.guidance),
                 args.seconds) for i in range(0, len(real), bs)])
-        clips = {"real clips": real, "SoundStream-decoded clips": decoded, "real coarse, random fine": coarse_only,
+        clips = {"real clips": real, "codec-decoded clips": decoded, "real coarse, random fine": coarse_only,
                  "generated from M_A (clip's audio), 1 clip": from_audio}
         for name, w in clips.items():
             references[name] = audio_adherence(model.mulan, w, captions, seed=args.seed, per_caption=True)
