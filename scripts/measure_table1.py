@@ -217,6 +217,7 @@ def main(argv=None) -> dict:
     from musiclm_mini.hierarchy.tokens import make_stage
     from musiclm_mini.paper import ABLATION_NO_SEMANTIC, TABLE1
     from musiclm_mini.train.mulan import load_pairs
+    from musiclm_mini.train.recipes import run_progress
 
     torch.set_num_threads(args.threads)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -257,7 +258,8 @@ def main(argv=None) -> dict:
     N = len(captions)
 
     ablation_dir = Path(args.ablation) if args.ablation else Path("runs") / f"coarse-nosemantic-stage-{preset.name}"
-    have_ablation = (ablation_dir / "model.safetensors").exists()
+    step, steps = run_progress("coarse-nosemantic-stage", preset.name, ablation_dir)
+    have_ablation = (ablation_dir / "model.safetensors").exists() and step >= steps  # finished runs only
     fingerprints = {**{k: components.fingerprint(getattr(mlm, k)) for k in ("codec", "mulan")},
                     **{s: components.fingerprint(m) for s, m in mlm.transformers.items()}}
     settings = {"preset": preset.name, "split": args.split, "seconds": args.seconds, "seed": args.seed,
@@ -295,7 +297,7 @@ def main(argv=None) -> dict:
         nearest = (text_emb @ lib_emb.T).argmax(1)  # (N,): the training clip nearest each caption
         clips["retrieval"] = library[nearest, :n_samples].numpy()[:, None]
         t = tick("retrieval", t)
-        ablation = {"status": "not trained yet", "checkpoint": str(ablation_dir)}
+        ablation = {"status": f"training, step {step} of {steps}" if step else "not trained yet", "checkpoint": str(ablation_dir)}
         if have_ablation:
             abl = copy.copy(mlm)
             abl.transformers = {**mlm.transformers, "coarse": components.load(

@@ -224,3 +224,12 @@ def test_the_stages_codec_is_a_preset_setting():
     assert get_preset("tiny").codec_component == "codec"  # the shipped stages learnt SoundStream's tokens
     codec, _, _ = tokenizers("tiny", codec="spectral-codec")
     assert isinstance(codec, SpectralCodec) and codec.hop == get_preset("tiny").codec.hop
+
+
+def test_run_progress_tells_an_unfinished_run_from_a_finished_one(tmp_path):
+    from musiclm_mini.train.recipes import run_progress, recipe
+
+    steps = recipe("coarse-nosemantic-stage", "tiny").steps
+    assert run_progress("coarse-nosemantic-stage", "tiny", tmp_path) == (0, steps)  # nothing trained
+    (tmp_path / "log.jsonl").write_text('{"step": 10, "loss": 5.0}\n{"step": 20, "validation": {"loss": 4.9}}\n')
+    assert run_progress("coarse-nosemantic-stage", "tiny", tmp_path) == (20, steps)

@@ -62,3 +62,17 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 def recipe(component: str, preset: str) -> Recipe:
     """The recipe of `component` at `preset`, or the preset's defaults."""
     return RECIPES.get((component, preset), Recipe())
+
+
+def run_progress(component: str, preset: str, run_dir) -> tuple[int, int]:
+    """(last step logged, steps of the recipe) of a run folder: a measurement of a run that is still training,
+    or was stopped, must say so instead of reporting a half-trained model (Chapter 7's ablation)."""
+    import json
+    from pathlib import Path
+
+    from ..config import get_preset
+
+    log = Path(run_dir) / "log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    step = json.loads(lines[-1])["step"] if lines else 0
+    return step, recipe(component, preset).steps or get_preset(preset).train.steps
