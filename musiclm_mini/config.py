@@ -340,7 +340,7 @@ def _tiny() -> Preset:
         codec=CodecConfig(strides=(4, 5, 6, 8), channels=16, embedding_dim=64,
                           rvq=RVQConfig(8, 256, 64, dead_code_threshold=0.1), disc_channels=16,
                           weight_waveform=1000.0, adversarial_start=10_000),  # no GAN phase on CPU
-        codec_component="spectral-codec",  # same token layout, an inverse-STFT decoder: it keeps the notes (Ch. 3)
+        codec_component="spectral-codec",  # same token layout, an inverse-STFT decoder; MuLan hears twice as much (Ch. 3)
         # 12.5 Hz frames (80 ms): a 10 s clip is 125 tokens. Mask spans of 5 frames = 400 ms as in the paper.
         semantic=SemanticConfig(frame_rate=12.5, d_model=128, n_heads=4, d_ff=384, conv_kernel=15,
                                 conv_channels=32, contrastive_layers=2, mlm_layers=3, embedding_layer=2,
