@@ -116,8 +116,9 @@ def test_a_stage_is_refused_next_to_other_tokenizers_than_the_ones_it_learnt(tmp
 def test_every_shipped_checkpoint_loads_through_the_one_api(name):
     model = load(name, "tiny")
     assert model.checkpoint_config["preset"] == "tiny" and len(model.checkpoint_config["fingerprint"]) == 16
+    roles = {"codec": get_preset("tiny").codec_component}  # "codec" names the acoustic tokens' codec, whichever it is
     for source, fingerprint in (model.checkpoint_config.get("sources") or {}).items():
-        assert components.read_config(checkpoint_dir(source, "tiny"))["fingerprint"] == fingerprint
+        assert components.read_config(checkpoint_dir(roles.get(source, source), "tiny"))["fingerprint"] == fingerprint
 
 
 # --- presets where the reader is ---------------------------------------------------------------------------
@@ -221,9 +222,14 @@ def test_the_stages_codec_is_a_preset_setting():
     from musiclm_mini.config import get_preset
     from musiclm_mini.tokenizers.spectral_codec import SpectralCodec
 
-    assert get_preset("tiny").codec_component == "codec"  # the shipped stages learnt SoundStream's tokens
-    codec, _, _ = tokenizers("tiny", codec="spectral-codec")
+    from musiclm_mini.tokenizers.soundstream import SoundStream
+
+    assert get_preset("tiny").codec_component == "spectral-codec"  # the shipped tiny stages learnt its tokens
+    assert get_preset("colab").codec_component == get_preset("paper").codec_component == "codec"  # SoundStream
+    codec, _, _ = tokenizers("tiny")
     assert isinstance(codec, SpectralCodec) and codec.hop == get_preset("tiny").codec.hop
+    codec, _, _ = tokenizers("tiny", codec="codec")
+    assert isinstance(codec, SoundStream) and codec.hop == get_preset("tiny").codec.hop
 
 
 def test_run_progress_tells_an_unfinished_run_from_a_finished_one(tmp_path):
