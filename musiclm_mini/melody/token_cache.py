@@ -9,7 +9,11 @@ windows of 4 s, 0.4 s apart, per 10 s clip), from which any training crop takes 
     codes (N, P, Q) int16 in <data root>/tokens/<preset>-<split>-melody-<key>.safetensors
 
 The key hashes the data config, the embedder's fingerprint and the grid, as `hierarchy/token_cache.py` does for
-M_A, S and A: retrain the embedder and the old file is simply not found.
+M_A, S and A: retrain the embedder and the old file is simply not found. The melody-coarse stage (`coarse.py`)
+reads codes on its own grid (tiny: 21 windows per clip, for 2 s crops) and, with `melody_tokens="chroma"`,
+each clip's chroma tokens (`chroma.py`), cached the same way:
+
+    tokens (N, U) int16 in <data root>/tokens/<preset>-<split>-chroma-<key>.safetensors   (tiny: U = 125 units of 80 ms)
 """
 from __future__ import annotations
 
@@ -28,8 +32,12 @@ from ..components import fingerprint
 from ..config import Preset
 from ..files import atomic_write
 from ..hierarchy.token_cache import cache_path
+from ..hierarchy.token_cache import TokenGrid
 from .alignment import MelodyGrid, grid_windows
+from .chroma import chroma_tokens
 from .tokens import quantize
+
+CHROMA_VERSION = 1  # bump when `chroma.py` changes what it computes: old caches are then not found
 
 
 @torch.no_grad()
@@ -46,32 +54,60 @@ def melody_window_codes(embedder, waves: Tensor, grid: MelodyGrid, clips_per_bat
     return torch.cat(out)
 
 
-def melody_cache_path(preset: Preset, split: str, embedder, root: str | os.PathLike | None = None) -> Path:
+def melody_cache_path(preset: Preset, split: str, embedder, root: str | os.PathLike | None = None,
+                      grid: MelodyGrid | None = None) -> Path:
     """Where the melody codes of a split are cached: the key covers data, embedder and grid (Chapter 8)."""
-    grid = MelodyGrid.from_preset(preset)
+    grid = grid or MelodyGrid.from_preset(preset)
     return cache_path(preset, f"{split}-melody", {"melody-embedder": fingerprint(embedder),
                                                   "grid": dataclasses.asdict(grid)}, root)
 
 
 def cached_melody_codes(preset: Preset, split: str, embedder, waves: Tensor | Callable | None = None,
-                        root: str | os.PathLike | None = None, progress: bool = False) -> Tensor:
+                        root: str | os.PathLike | None = None, progress: bool = False,
+                        grid: MelodyGrid | None = None) -> Tensor:
     """The melody codes (N, P, Q) of a SynthCaps split, from the cache or computed and cached now (Chapter 8).
 
     `waves` (N, T), or a function returning them (called only when the cache is missing), replaces the
     split's audio (extra clips, tests); by default `synthcaps.split_waveforms`, the clips in the order of
-    `hierarchy.token_cache.cached_tokens`, so row i is clip i there too.
+    `hierarchy.token_cache.cached_tokens`, so row i is clip i there too. `grid`: the semantic stage's by default.
     """
-    path = melody_cache_path(preset, split, embedder, root)
+    grid = grid or MelodyGrid.from_preset(preset)
+    path = melody_cache_path(preset, split, embedder, root, grid)
     if path.exists():
         return load_file(str(path))["codes"].long()
+    codes = melody_window_codes(embedder, _waves(preset, split, waves), grid, progress=progress)
+    meta = {"preset": preset.name, "split": split, "melody-embedder": fingerprint(embedder), "clips": len(codes)}
+    atomic_write(path, lambda tmp: save_file({"codes": codes.to(torch.int16).contiguous()}, str(tmp),
+                                             metadata={"meta": json.dumps(meta, sort_keys=True)}))
+    return codes
+
+
+def _waves(preset: Preset, split: str, waves: Tensor | Callable | None) -> Tensor:
+    """The clips (N, T): `waves`, or what a function `waves` returns, else the split's SynthCaps clips (Chapter 8)."""
     if callable(waves):
         waves = waves()
     if waves is None:
         from ..data import synthcaps
 
         waves = synthcaps.split_waveforms(preset, split)
-    codes = melody_window_codes(embedder, torch.as_tensor(waves), MelodyGrid.from_preset(preset), progress=progress)
-    meta = {"preset": preset.name, "split": split, "melody-embedder": fingerprint(embedder), "clips": len(codes)}
-    atomic_write(path, lambda tmp: save_file({"codes": codes.to(torch.int16).contiguous()}, str(tmp),
+    return torch.as_tensor(waves)
+
+
+def cached_chroma_tokens(preset: Preset, split: str, waves: Tensor | Callable | None = None,
+                         root: str | os.PathLike | None = None, progress: bool = False) -> Tensor:
+    """The chroma tokens (N, U) of a SynthCaps split, one per grid unit, from the cache or computed now (Chapter 8).
+
+    As `cached_melody_codes`: `waves` (or a function returning them) replaces the split's audio, row i is clip i
+    of `hierarchy.token_cache.cached_tokens`. int16 in the file, long here.
+    """
+    unit = TokenGrid.from_preset(preset).unit
+    path = cache_path(preset, f"{split}-chroma", {"chroma": CHROMA_VERSION, "unit": unit}, root)
+    if path.exists():
+        return load_file(str(path))["tokens"].long()
+    x = _waves(preset, split, waves)
+    tokens = torch.cat([chroma_tokens(chunk.float(), preset.codec.sample_rate, unit)
+                        for chunk in tqdm(x.split(32), desc="chroma tokens", disable=not progress)])  # (N, U)
+    meta = {"preset": preset.name, "split": split, "chroma": CHROMA_VERSION, "clips": len(tokens)}
+    atomic_write(path, lambda tmp: save_file({"tokens": tokens.to(torch.int16).contiguous()}, str(tmp),
                                              metadata={"meta": json.dumps(meta, sort_keys=True)}))
-    return codes
+    return tokens
