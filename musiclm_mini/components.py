@@ -127,6 +127,8 @@ MODELS: dict[str, Model] = {
     "melody-vit": Model("musiclm_mini.melody.vit:MelodyEmbedder", "musiclm_mini.melody.vit:MelodyEmbedderConfig"),
     "melody-stage": Model("musiclm_mini.melody.stage:build_melody_stage_model",
                           "musiclm_mini.melody.stage:MelodyStageModelConfig"),
+    "melody-coarse-stage": Model("musiclm_mini.melody.coarse:build_melody_coarse_model",
+                                 "musiclm_mini.melody.coarse:MelodyCoarseStageConfig"),
     "tagger": Model("musiclm_mini.evaluation.tagger:Tagger", "musiclm_mini.evaluation.tagger:TaggerConfig"),
 }
 
@@ -176,6 +178,11 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
     Component("melody-semantic-stage", "8", "musiclm_mini.melody.stage:melody_semantic_stage_config",
               "musiclm_mini.train.melody_stage:train_melody_semantic_stage",
               sources=("kmeans", "mulan", "melody-embedder"), shipped=False),
+    # The coarse stage conditioned on melody tokens + MuLan + semantic tokens (Chapter 8): this book's semantic tokens
+    # carry no pitch (Chapter 4), its acoustic tokens do. `--set melody_tokens=chroma` for the pitch-class tokens.
+    Component("melody-coarse-stage", "8", "musiclm_mini.melody.coarse:melody_coarse_stage_config",
+              "musiclm_mini.train.melody_coarse:train_melody_coarse_stage",
+              sources=("codec", "kmeans", "mulan", "melody-embedder"), shipped=False),
 ]}
 TOKENIZERS = ("codec", "kmeans", "mulan")  # whose fingerprints the stages record
 

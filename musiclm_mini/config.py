@@ -267,6 +267,7 @@ class Preset:
     memorization: MemorizationConfig
     train: TrainConfig
     codec_component: str = "codec"  # which codec's tokens the stages read: `codec` (SoundStream) or `spectral-codec`
+    melody_tokens: str = "embedder"  # the melody-coarse stage's melody: `embedder` (the paper's) or `chroma` (Ch. 8)
 
     @property
     def fine_levels(self) -> int:
@@ -277,8 +278,7 @@ class Preset:
         return dataclasses.replace(self, **changes)
 
 
-# Classifier-free guidance scale of the semantic and coarse stages of `tiny` and `colab` (Chapter 6).
-GUIDANCE_TINY = 3.0
+GUIDANCE_TINY = 3.0  # classifier-free guidance scale of the semantic and coarse stages of `tiny` and `colab` (Chapter 6)
 
 
 def _paper() -> Preset:

@@ -189,6 +189,8 @@ QUICK = ["--preset", "tiny", "--steps", "2", "--quiet", "--threads", "1", "--val
     ("coarse-nosemantic-stage", ["--data", "sines", "--batch-size", "2"]),
     ("fine-stage", ["--data", "sines", "--batch-size", "2", "--set", "fine_stage.transformer.n_layers=1"]),
     ("melody-semantic-stage", ["--data", "sines", "--batch-size", "2"]),
+    ("melody-coarse-stage", ["--data", "sines", "--batch-size", "2"]),
+    ("melody-coarse-stage", ["--data", "sines", "--batch-size", "2", "--set", "melody_tokens=chroma"]),  # not tiny's
 ])
 def test_two_steps_of_every_component_write_a_checkpoint_that_load_reads(name, extra, tmp_path):
     out = tmp_path / name

@@ -10,9 +10,11 @@
     tokens.py     melody tokens: each window's embedding quantized by the RVQ of Chapter 2
     alignment.py  which melody windows condition which semantic tokens: a crop's (a window's) own time span
     stage.py      the melody-semantic stage: [melody tokens] + [MuLan tokens] + [semantic tokens], its model
-    token_cache.py  the training clips' melody tokens on a time grid, cached
-    generation.py   a hum + a text -> music: the input checks, the trained parts, the semantic stage's windows
+    chroma.py     chroma melody tokens: the dominant pitch class every 80 ms, or "no pitch" (tiny's departure)
+    coarse.py     the melody-coarse stage: [melody tokens] + [MuLan] + [semantic] + [coarse acoustic tokens]
+    token_cache.py  the training clips' melody tokens on a time grid (and chroma tokens), cached
+    generation.py   a hum + a text -> music: the input checks, the trained parts, the melody stage's windows
 
-Training lives in `train/melody.py` (`python -m musiclm_mini.train melody-embedder`) and `train/melody_stage.py`
-(`python -m musiclm_mini.train melody-semantic-stage`).
+Training lives in `train/melody.py` (`python -m musiclm_mini.train melody-embedder`), `train/melody_stage.py`
+(`python -m musiclm_mini.train melody-semantic-stage`) and `train/melody_coarse.py` (`... melody-coarse-stage`).
 """

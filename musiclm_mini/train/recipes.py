@@ -56,6 +56,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # Chapter 8: the semantic stage's recipe, with melody tokens in its prefix.
     ("melody-semantic-stage", "tiny"): Recipe(steps=1250, val_every=250, checkpoint_every=250, threads=1,
                                               data="synthcaps+extra"),
+    # Chapter 8: the coarse stage's recipe, with melody tokens (`--set melody_tokens=embedder|chroma`) in its prefix.
+    ("melody-coarse-stage", "tiny"): Recipe(steps=3500, val_every=500, checkpoint_every=250, threads=1,
+                                            data="synthcaps+extra"),
 }
 
 

@@ -1,0 +1,181 @@
+"""Training the melody-coarse stage: `python -m musiclm_mini.train melody-coarse-stage` (Chapter 8; MusicLM Sec. 6, appendix C).
+
+The coarse stage of Chapter 6 with melody tokens in front of its prefix (`melody/coarse.py`), trained as the
+coarse stage is (`train/stages.py`): next-token cross-entropy on the coarse acoustic tokens of random 2 s crops
+(tiny), condition dropout (melody and text together) for guidance, the coarse stage's recipe (`recipes.py`),
+the same cached tokens (M_A, S, A) of SynthCaps plus its extra arrangements. What is new:
+
+    melody time line (N, P, Q)   each clip's own melody, cached (`melody/token_cache.py`):
+                                 embedder: RVQ codes of 4 s windows every 0.4 s (tiny: P = 21, Q = 8)
+                                 chroma:   a pitch-class token every 80 ms (tiny: P = 125, Q = 1)
+    validation                   loss and accuracy, and the loss with *another clip's* melody: the gap says how
+                                 much the stage listens to the tune (0.001 for the melody-semantic stage)
+
+    python -m musiclm_mini.train melody-coarse-stage --preset tiny --out runs/melody-coarse-stage-tiny
+    python -m musiclm_mini.train melody-coarse-stage --preset tiny --set melody_tokens=chroma \\
+        --out runs/melody-coarse-chroma-stage-tiny
+
+The frozen parts (codec, k-means, MuLan and, for `embedder`, the melody embedder) are recorded by fingerprint
+in config.json, so the stage is only ever loaded next to the tokenizers whose tokens it learnt.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .. import components
+from ..config import Preset
+from ..hierarchy.stage_models import stage_loss
+from ..hierarchy.token_cache import TokenGrid, TokenSet
+from ..melody.chroma import chroma_tokens
+from ..melody.coarse import (build_melody_coarse_model, check_melody_tokens, coarse_melody_grid, melody_coarse_batch,
+                             melody_coarse_stage, melody_coarse_stage_config)
+from ..melody.token_cache import cached_chroma_tokens, cached_melody_codes, melody_window_codes
+from .distributed import Runtime
+from .loop import Run, batch_indices, fit, fit_options, step_generator
+from .scaling import Scaling, accumulate_gradients, autocast_dtype, global_mean, micro_batches, prepare, scaling_from_args
+from .stages import EXTRA_VARIANTS_PER_SCORE, TRAINING_DATA, VALIDATION_SEED, training_tokens
+
+NAME = "melody-coarse-stage"
+
+
+@torch.no_grad()
+def evaluate_melody_coarse(model, preset: Preset, tokens: TokenSet, melody: torch.Tensor, batch_size: int = 16,
+                           max_clips: int = 64) -> dict[str, float]:
+    """Loss and accuracy on fixed crops of held-out clips, and the loss with another clip's melody (Chapter 8).
+
+    The crops depend only on VALIDATION_SEED and the grid, not on the representation: `embedder` and `chroma`
+    runs are scored on the same crops, so their losses compare.
+    """
+    was_training = model.training
+    model.eval()
+    st, grid, tg = melody_coarse_stage(preset), coarse_melody_grid(preset), TokenGrid.from_preset(preset)
+    device, n = next(model.parameters()).device, min(len(tokens), max_clips)
+
+    def losses(line: torch.Tensor) -> tuple[float, float]:
+        g = torch.Generator().manual_seed(VALIDATION_SEED)  # the same crops whichever melody
+        total, correct, count = 0.0, 0.0, 0
+        for lo in range(0, n, batch_size):
+            seq, mask = melody_coarse_batch(st, tokens, line, list(range(lo, min(lo + batch_size, n))), grid, tg, g)
+            loss, acc = stage_loss(model, seq.to(device), mask.to(device))
+            k = int(mask[:, 1:].sum())
+            total, correct, count = total + float(loss) * k, correct + float(acc) * k, count + k
+        return total / count, correct / count
+
+    loss, accuracy = losses(melody)
+    other, _ = losses(melody.roll(1, dims=0))  # clip i with clip i - 1's tune, its own text and semantic tokens
+    model.train(was_training)
+    return {"loss": loss, "accuracy": accuracy, "loss_other_melody": other}
+
+
+def melody_coarse_run(preset: Preset, train_tokens: TokenSet, train_melody: torch.Tensor, val_tokens: TokenSet | None,
+                      val_melody: torch.Tensor | None, out_dir: Path, runtime: Runtime,
+                      sources: dict[str, str] | None = None, quiet: bool = False,
+                      mulan_codebooks: torch.Tensor | None = None, scaling: Scaling = Scaling()):
+    """The Run, step function and validation of the melody-coarse stage (Chapter 8), as `stages.stage_run`."""
+    if len(train_melody) != len(train_tokens):
+        raise ValueError(f"{len(train_melody)} clips of melody tokens for {len(train_tokens)} clips of tokens")
+    st, grid, tg = melody_coarse_stage(preset), coarse_melody_grid(preset), TokenGrid.from_preset(preset)
+    tc, cfg = preset.train, preset.coarse_stage
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    config = melody_coarse_stage_config(preset)
+    model = build_melody_coarse_model(config, mulan_codebooks).to(runtime.device)
+    ddp = prepare(model, runtime, scaling)
+    dtype = autocast_dtype(runtime.device, scaling.precision)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
+
+    def train_step(step: int) -> dict[str, float]:
+        idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
+        g = step_generator(tc.seed, step, runtime.rank)
+        seq, mask = melody_coarse_batch(st, train_tokens, train_melody, idx, grid, tg, g)  # tiny (B, 8 or 25 + 37 + 200)
+        seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(A | S): no tune, no text
+        seq, mask = seq.to(runtime.device), mask.to(runtime.device)
+        parts = micro_batches(len(seq), scaling.accumulate)
+        ddp.train()
+        opt.zero_grad(set_to_none=True)
+        figures = accumulate_gradients(ddp, lambda i: stage_loss(ddp, seq[parts[i]], mask[parts[i]]),
+                                       [float(mask[p, 1:].sum()) for p in parts], dtype, runtime.device)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        loss, acc = global_mean(figures, runtime, runtime.device)
+        return {"loss": loss, "accuracy": acc}
+
+    validate = None if val_tokens is None else \
+        (lambda: evaluate_melody_coarse(model, preset, val_tokens, val_melody, tc.batch_size))
+    run = Run(name=f"{NAME}-{preset.name}", out_dir=Path(out_dir),
+              config=components.checkpoint_config(NAME, config, preset.name, sources), model=model,
+              optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
+              warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
+              quiet=quiet, validate_on_all_ranks=runtime.distributed and scaling.parallel == "fsdp")
+    return run, train_step, validate
+
+
+def clip_melody(preset: Preset, waves: torch.Tensor, embedder=None) -> torch.Tensor:
+    """Clips (N, T) -> their melody time lines (N, P, Q) in `preset.melody_tokens`' representation, uncached (Chapter 8)."""
+    if check_melody_tokens(preset.melody_tokens) == "embedder":
+        return melody_window_codes(embedder, waves, coarse_melody_grid(preset))  # (N, 21, 8) in tiny
+    return chroma_tokens(waves, preset.codec.sample_rate, TokenGrid.from_preset(preset).unit)[..., None]  # (N, 125, 1)
+
+
+def melody_time_lines(preset: Preset, data: str, embedder=None, progress: bool = False,
+                      split: str = "train") -> torch.Tensor:
+    """The melody time lines (N, P, Q) of the clips of `stages.training_tokens(preset, data, ..., split)`, row for row."""
+    if data == "sines":  # the same synthetic clips as `training_tokens`, not cached
+        from .codec import sine_clips
+
+        waves = sine_clips(8 if split == "train" else 4, preset.data.clip_seconds, preset.codec.sample_rate,
+                           seed=1 if split == "train" else 2)
+        return clip_melody(preset, waves, embedder)
+    kind = check_melody_tokens(preset.melody_tokens)
+
+    def cached(name: str, waves=None) -> torch.Tensor:
+        if kind == "embedder":
+            return cached_melody_codes(preset, name, embedder, waves, progress=progress, grid=coarse_melody_grid(preset))
+        return cached_chroma_tokens(preset, name, waves, progress=progress)[..., None]
+
+    lines = cached(split)
+    if split != "train" or data == "synthcaps":
+        return lines
+
+    def extra_waves() -> torch.Tensor:  # only called when the cache is missing
+        from ..data import synthcaps
+
+        return torch.as_tensor(synthcaps.waveforms_from_dir(
+            synthcaps.ensure_extra_variants(preset, EXTRA_VARIANTS_PER_SCORE, verbose=progress), "train")).float()
+
+    return torch.cat([lines, cached(f"train-extra{EXTRA_VARIANTS_PER_SCORE}", extra_waves)])
+
+
+def train_melody_coarse_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train melody-coarse-stage [--set melody_tokens=chroma]`: p(A_1..4 | U, M_A, S) (Chapter 8)."""
+    if args.data not in TRAINING_DATA:
+        raise ValueError(f"the {NAME} trains on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {args.data!r}")
+    kind = check_melody_tokens(preset.melody_tokens)
+    codec, semantic, mulan = components.tokenizers(preset.name, args.checkpoints, runtime.device,
+                                                   codec=preset.codec_component)
+    sources, embedder = components.token_sources(codec, semantic, mulan), None
+    if kind == "embedder":  # chroma needs no trained part, and records none
+        embedder_dir = None if args.checkpoints is None else components.checkpoint_dir("melody-embedder", preset.name,
+                                                                                         args.checkpoints)
+        embedder = components.load("melody-embedder", preset.name, embedder_dir, runtime.device)
+        sources["melody-embedder"] = components.fingerprint(embedder)
+    if runtime.is_main:  # rank 0 extracts and caches first, so the other ranks only read the files
+        training_tokens(preset, args.data, codec, semantic, mulan, progress=not args.quiet)
+        melody_time_lines(preset, args.data, embedder, progress=not args.quiet)
+    if runtime.distributed:
+        torch.distributed.barrier()
+    train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
+    train_melody = melody_time_lines(preset, args.data, embedder)
+    scaling = scaling_from_args(args)
+    val_tokens = val_melody = None
+    if runtime.is_main or scaling.parallel == "fsdp":
+        val_tokens = training_tokens(preset, args.data, codec, semantic, mulan, split="validation")
+        val_melody = melody_time_lines(preset, args.data, embedder, split="validation")
+    codebooks = mulan.rvq.codebooks.detach().float().cpu()  # (levels, codes, dim)
+    del codec, semantic, mulan, embedder  # the tokenizers are not needed any more
+    run, step_fn, validate = melody_coarse_run(preset, train_tokens, train_melody, val_tokens, val_melody, args.out,
+                                               runtime, sources, args.quiet, codebooks, scaling)
+    return fit(run, step_fn, validate, **fit_options(args))
