@@ -186,8 +186,8 @@ class MusicLM:
         if melody is not None:
             from .melody.generation import generate_with_melody
 
-            text, plan = check_text(text), window_plan(self.preset, check_seconds(seconds))["semantic"]
-            return generate_with_melody(self, text, seconds, plan, melody, melody_sample_rate, seed, temperatures,
+            text, plans = check_text(text), window_plan(self.preset, check_seconds(seconds))
+            return generate_with_melody(self, text, seconds, plans, melody, melody_sample_rate, seed, temperatures,
                                         progress, guidance, melody_stage)
         return self.generate_batch([check_text(text)], seconds, seed, temperatures, progress, guidance)[0]
 

@@ -20,6 +20,9 @@ different (so own vs other captions is a fair test), and drawn independently of 
 no-melody clips cannot follow their hum through their caption). A caption's key and tempo may disagree
 with its hum's, as a reader's would; the similarity ignores key.
 
+The melody stage is either component (`--melody-stage` names its folder): the melody-semantic stage, or the
+melody-coarse stage in either representation (its config.json says which; `melody/generation.py`).
+
 Choose settings on the validation split (the default), record the test split once:
 
     python scripts/measure_melody.py --split test --hums 32 --seconds 10 --threads 1 \
@@ -108,7 +111,7 @@ def parse(argv):
     parser.add_argument("--seed", type=int, default=0, help="clip i uses seed + i, with and without its hum")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--melody-stage", default=None,
-                        help="the melody-semantic stage's folder (default: runs/melody-semantic-stage-<preset>)")
+                        help="a melody-semantic or melody-coarse stage's folder (default: runs/melody-semantic-stage-<preset>)")
     parser.add_argument("--checkpoints", default=None, help="folder holding the other parts (default: the shipped ones)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the preset's)")
     parser.add_argument("--method", default="pitch", choices=METHODS, help="chroma: the transcriber's, or librosa's CQT")
@@ -186,13 +189,14 @@ def write_json(path: Path, args, model, parts, res: dict, labels, captions, cpu0
                      "seed": args.seed, "threads": args.threads, "method": args.method,
                      "frame_seconds": FRAME_SECONDS, "max_offset_seconds": MAX_OFFSET_SECONDS,
                      "permutations": args.permutations, "checkpoints": args.checkpoints,
-                     "melody_stage": str(parts.folder), "guidance": args.guidance,
+                     "melody_stage": str(parts.folder), "melody_stage_component": parts.component,
+                     "melody_tokens": parts.melody_tokens, "guidance": args.guidance,
                      "preset_guidance": {s: getattr(p, f"{s}_stage").guidance for s in ("semantic", "coarse")},
                      "temperatures": [getattr(p, f"{s}_stage").temperature for s in ("semantic", "coarse", "fine")]},
         "fingerprints": {**{k: components.fingerprint(getattr(model, k)) for k in ("codec", "mulan")},
                          **{s: components.fingerprint(m) for s, m in model.transformers.items()},
-                         "melody-embedder": components.fingerprint(parts.embedder),
-                         "melody-semantic-stage": components.fingerprint(parts.transformer)},
+                         **({} if parts.embedder is None else {"melody-embedder": components.fingerprint(parts.embedder)}),
+                         parts.component: components.fingerprint(parts.transformer)},  # melody-semantic or -coarse
         "hums": len(labels), "melody_ids": [lab["melody_id"] for lab in labels], "captions": captions,
         "following": res["following"], "text_adherence": res["text_adherence"], "timings": res["timings"],
         # how often this command has measured the test split (carried over from the file it replaces)
