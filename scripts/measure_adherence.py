@@ -29,6 +29,7 @@ import torch
 
 from musiclm_mini import components
 from musiclm_mini.config import get_preset
+from musiclm_mini.files import atomic_write
 from musiclm_mini.musiclm import MusicLM, audio_adherence, caption_adherence
 from musiclm_mini.paper import TABLE1
 from musiclm_mini.train.mulan import load_pairs
@@ -127,9 +128,7 @@ def write_json(path: Path, args, model, res: dict, guidance: float, temps, cpu0:
         "test_split_runs": previous.get("test_split_runs", 0) + (args.split == "test"),
         "cpu_seconds": round(time.process_time() - cpu0, 1), "wall_seconds": round(time.perf_counter() - wall0, 1),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
     print(f"wrote {path}")
 
 

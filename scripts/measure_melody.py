@@ -45,6 +45,7 @@ import torch
 
 from musiclm_mini import components
 from musiclm_mini.errors import CheckpointError
+from musiclm_mini.files import atomic_write
 from musiclm_mini.evaluation.melody_following import (FRAME_SECONDS, MAX_OFFSET_SECONDS, METHODS, chromagrams,
                                                       following_statistics, similarity_matrix)
 from musiclm_mini.melody.generation import melody_parts
@@ -203,9 +204,7 @@ def write_json(path: Path, args, model, parts, res: dict, labels, captions, cpu0
         "test_split_runs": previous.get("test_split_runs", 0) + (args.split == "test"),
         "cpu_seconds": round(time.process_time() - cpu0, 1), "wall_seconds": round(time.perf_counter() - wall0, 1),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
     print(f"wrote {path}")
 
 

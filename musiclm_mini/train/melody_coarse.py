@@ -34,9 +34,9 @@ from ..melody.coarse import (build_melody_coarse_model, check_melody_tokens, coa
                              melody_coarse_stage, melody_coarse_stage_config)
 from ..melody.token_cache import cached_chroma_tokens, cached_melody_codes, melody_window_codes
 from .distributed import Runtime
-from .loop import Run, batch_indices, fit, fit_options, step_generator
-from .scaling import Scaling, accumulate_gradients, autocast_dtype, global_mean, micro_batches, prepare, scaling_from_args
-from .stages import EXTRA_VARIANTS_PER_SCORE, TRAINING_DATA, VALIDATION_SEED, training_tokens
+from .loop import Run, fit, fit_options
+from .scaling import Scaling, scaling_from_args
+from .stages import EXTRA_VARIANTS_PER_SCORE, TRAINING_DATA, VALIDATION_SEED, StageTrainer, training_tokens
 
 NAME = "melody-coarse-stage"
 
@@ -78,39 +78,19 @@ def melody_coarse_run(preset: Preset, train_tokens: TokenSet, train_melody: torc
     if len(train_melody) != len(train_tokens):
         raise ValueError(f"{len(train_melody)} clips of melody tokens for {len(train_tokens)} clips of tokens")
     st, grid, tg = melody_coarse_stage(preset), coarse_melody_grid(preset), TokenGrid.from_preset(preset)
-    tc, cfg = preset.train, preset.coarse_stage
-    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    cfg = preset.coarse_stage
     config = melody_coarse_stage_config(preset)
-    model = build_melody_coarse_model(config, mulan_codebooks).to(runtime.device)
-    ddp = prepare(model, runtime, scaling)
-    dtype = autocast_dtype(runtime.device, scaling.precision)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
-    torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
+    trainer = StageTrainer(lambda: build_melody_coarse_model(config, mulan_codebooks), preset, runtime, scaling)
 
     def train_step(step: int) -> dict[str, float]:
-        idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
-        g = step_generator(tc.seed, step, runtime.rank)
+        idx, g = trainer.batch_of(step, len(train_tokens))
         seq, mask = melody_coarse_batch(st, train_tokens, train_melody, idx, grid, tg, g)  # tiny (B, 8 or 25 + 37 + 200)
-        seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(A | S): no tune, no text
-        seq, mask = seq.to(runtime.device), mask.to(runtime.device)
-        parts = micro_batches(len(seq), scaling.accumulate)
-        ddp.train()
-        opt.zero_grad(set_to_none=True)
-        figures = accumulate_gradients(ddp, lambda i: stage_loss(ddp, seq[parts[i]], mask[parts[i]]),
-                                       [float(mask[p, 1:].sum()) for p in parts], dtype, runtime.device)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        loss, acc = global_mean(figures, runtime, runtime.device)
-        return {"loss": loss, "accuracy": acc}
+        return trainer.step(st.drop_condition(seq, cfg.condition_dropout, g), mask)  # some: p(A | S), no tune, no text
 
+    batch = preset.train.batch_size
     validate = None if val_tokens is None else \
-        (lambda: evaluate_melody_coarse(model, preset, val_tokens, val_melody, tc.batch_size))
-    run = Run(name=f"{NAME}-{preset.name}", out_dir=Path(out_dir),
-              config=components.checkpoint_config(NAME, config, preset.name, sources), model=model,
-              optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
-              warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
-              quiet=quiet, validate_on_all_ranks=runtime.distributed and scaling.parallel == "fsdp")
-    return run, train_step, validate
+        (lambda: evaluate_melody_coarse(trainer.model, preset, val_tokens, val_melody, batch))
+    return trainer.run(NAME, config, preset, out_dir, sources, quiet), train_step, validate
 
 
 def clip_melody(preset: Preset, waves: torch.Tensor, embedder=None) -> torch.Tensor:

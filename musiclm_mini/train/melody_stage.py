@@ -30,9 +30,9 @@ from ..melody.stage import MelodyLayout, MelodySemanticStage, build_melody_stage
     melody_stage_batch
 from ..melody.token_cache import cached_melody_codes, melody_window_codes
 from .distributed import Runtime
-from .loop import Run, batch_indices, fit, fit_options, step_generator
-from .scaling import Scaling, accumulate_gradients, autocast_dtype, global_mean, micro_batches, prepare, scaling_from_args
-from .stages import EXTRA_VARIANTS_PER_SCORE, TRAINING_DATA, VALIDATION_SEED, training_tokens
+from .loop import Run, fit, fit_options
+from .scaling import Scaling, scaling_from_args
+from .stages import EXTRA_VARIANTS_PER_SCORE, TRAINING_DATA, VALIDATION_SEED, StageTrainer, training_tokens
 
 NAME = "melody-semantic-stage"
 
@@ -73,39 +73,19 @@ def melody_stage_run(preset: Preset, train_tokens: TokenSet, train_codes: torch.
     """The Run, step function and validation of the melody-semantic stage (Chapter 8), as `stages.stage_run`."""
     if len(train_codes) != len(train_tokens):
         raise ValueError(f"{len(train_codes)} clips of melody codes for {len(train_tokens)} clips of tokens")
-    st, grid, tc, cfg = melody_stage(preset), MelodyGrid.from_preset(preset), preset.train, preset.semantic_stage
-    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    st, grid, cfg = melody_stage(preset), MelodyGrid.from_preset(preset), preset.semantic_stage
     config = melody_semantic_stage_config(preset)
-    model = build_melody_stage_model(config, mulan_codebooks).to(runtime.device)
-    ddp = prepare(model, runtime, scaling)
-    dtype = autocast_dtype(runtime.device, scaling.precision)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
-    torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
+    trainer = StageTrainer(lambda: build_melody_stage_model(config, mulan_codebooks), preset, runtime, scaling)
 
     def train_step(step: int) -> dict[str, float]:
-        idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
-        g = step_generator(tc.seed, step, runtime.rank)
+        idx, g = trainer.batch_of(step, len(train_tokens))
         seq, mask = melody_stage_batch(st, train_tokens, train_codes, idx, grid, g)  # (B, 28 + 75) in tiny
-        seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(S) without tune or text
-        seq, mask = seq.to(runtime.device), mask.to(runtime.device)
-        parts = micro_batches(len(seq), scaling.accumulate)
-        ddp.train()
-        opt.zero_grad(set_to_none=True)
-        figures = accumulate_gradients(ddp, lambda i: stage_loss(ddp, seq[parts[i]], mask[parts[i]]),
-                                       [float(mask[p, 1:].sum()) for p in parts], dtype, runtime.device)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        loss, acc = global_mean(figures, runtime, runtime.device)
-        return {"loss": loss, "accuracy": acc}
+        return trainer.step(st.drop_condition(seq, cfg.condition_dropout, g), mask)  # some: p(S) without tune or text
 
+    batch = preset.train.batch_size
     validate = None if val_tokens is None else \
-        (lambda: evaluate_melody_stage(model, preset, val_tokens, val_codes, tc.batch_size))
-    run = Run(name=f"{NAME}-{preset.name}", out_dir=Path(out_dir),
-              config=components.checkpoint_config(NAME, config, preset.name, sources), model=model,
-              optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
-              warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
-              quiet=quiet, validate_on_all_ranks=runtime.distributed and scaling.parallel == "fsdp")
-    return run, train_step, validate
+        (lambda: evaluate_melody_stage(trainer.model, preset, val_tokens, val_codes, batch))
+    return trainer.run(NAME, config, preset, out_dir, sources, quiet), train_step, validate
 
 
 def melody_codes(preset: Preset, data: str, embedder, progress: bool = False, split: str = "train") -> torch.Tensor:

@@ -73,46 +73,72 @@ def conditioning_losses(model, stage: str, preset: Preset, tokens: TokenSet, see
     return losses
 
 
+class StageTrainer:
+    """A stage model ready to train: its DDP/FSDP wrapper, AdamW and autocast dtype (Chapters 6 and 8).
+
+    Every stage, the ablation and Chapter 8's melody stages optimise the same way; only their batches differ.
+    `scaling` (Chapter 11): DDP or FSDP under torchrun, bf16 autocast, micro-batches, activation checkpointing.
+    """
+
+    def __init__(self, build_model, preset: Preset, runtime: Runtime, scaling: Scaling = Scaling()):
+        self.tc, self.runtime, self.scaling = preset.train, runtime, scaling
+        torch.manual_seed(self.tc.seed)  # same initial weights on every rank
+        self.model = build_model().to(runtime.device)
+        self.ddp = prepare(self.model, runtime, scaling)  # DDP wraps `model`; FSDP shards it in place
+        self.dtype = autocast_dtype(runtime.device, scaling.precision)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.tc.learning_rate, betas=(0.9, 0.98),
+                                     weight_decay=0.01)
+        torch.manual_seed(self.tc.seed + runtime.rank)  # dropout differs per rank
+
+    def batch_of(self, step: int, n_clips: int) -> tuple[list[int], torch.Generator]:
+        """The clips and the random generator of training step `step`: a pure function of seed, step and rank."""
+        tc, rt = self.tc, self.runtime
+        return batch_indices(n_clips, tc.batch_size, step, tc.seed, rt.rank, rt.world_size), \
+            step_generator(tc.seed, step, rt.rank)
+
+    def step(self, seq: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch of sequences (B, L) and their loss masks (B, L)."""
+        seq, mask = seq.to(self.runtime.device), mask.to(self.runtime.device)
+        parts = micro_batches(len(seq), self.scaling.accumulate)
+        self.ddp.train()
+        self.opt.zero_grad(set_to_none=True)
+        figures = accumulate_gradients(self.ddp, lambda i: stage_loss(self.ddp, seq[parts[i]], mask[parts[i]]),
+                                       [float(mask[p, 1:].sum()) for p in parts], self.dtype, self.runtime.device)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.opt.step()
+        loss, acc = global_mean(figures, self.runtime, self.runtime.device)  # the global batch's, for rank 0's log
+        return {"loss": loss, "accuracy": acc}
+
+    def run(self, component: str, config, preset: Preset, out_dir: Path, sources: dict[str, str] | None,
+            quiet: bool) -> Run:
+        """The `loop.Run` that checkpoints this model as `component` under `out_dir`."""
+        tc = self.tc
+        return Run(name=f"{component}-{preset.name}", out_dir=Path(out_dir),
+                   config=components.checkpoint_config(component, config, preset.name, sources), model=self.model,
+                   optimizers={"adamw": self.opt}, runtime=self.runtime, steps=tc.steps, base_lr=tc.learning_rate,
+                   warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every,
+                   seed=tc.seed, quiet=quiet,
+                   validate_on_all_ranks=self.runtime.distributed and self.scaling.parallel == "fsdp")
+
+
 def stage_run(stage: str, preset: Preset, train_tokens: TokenSet, val_tokens: TokenSet | None, out_dir: Path,
               runtime: Runtime, sources: dict[str, str] | None = None, quiet: bool = False,
               mulan_codebooks: torch.Tensor | None = None, scaling: Scaling = Scaling()):
-    """The Run, step function and validation of one stage on given tokens (Chapter 6).
-
-    `scaling` (Chapter 11): DDP or FSDP under torchrun, bf16 autocast, micro-batches, activation checkpointing.
-    """
+    """The Run, step function and validation of one stage on given tokens (Chapter 6)."""
     st, grid = make_stage(stage, TokenLayout.from_preset(preset)), TokenGrid.from_preset(preset)
-    tc, cfg = preset.train, getattr(preset, f"{st.name}_stage")  # the ablation trains as the coarse stage
-    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    cfg = getattr(preset, f"{st.name}_stage")  # the ablation trains as the coarse stage
     config = stage_model_config(st.name, preset)
-    model = build_stage_model(config, mulan_codebooks).to(runtime.device)
-    ddp = prepare(model, runtime, scaling)  # DDP wraps `model`; FSDP shards it in place
-    dtype = autocast_dtype(runtime.device, scaling.precision)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
-    torch.manual_seed(tc.seed + runtime.rank)  # dropout differs per rank
+    trainer = StageTrainer(lambda: build_stage_model(config, mulan_codebooks), preset, runtime, scaling)
 
     def train_step(step: int) -> dict[str, float]:
-        idx = batch_indices(len(train_tokens), tc.batch_size, step, tc.seed, runtime.rank, runtime.world_size)
-        g = step_generator(tc.seed, step, runtime.rank)
+        idx, g = trainer.batch_of(step, len(train_tokens))
         seq, mask = stage_batch(st, train_tokens, idx, grid, cfg.crop_seconds, g)
-        seq = st.drop_condition(seq, cfg.condition_dropout, g)  # some examples learn p(x) without the text
-        seq, mask = seq.to(runtime.device), mask.to(runtime.device)
-        parts = micro_batches(len(seq), scaling.accumulate)
-        ddp.train()
-        opt.zero_grad(set_to_none=True)
-        figures = accumulate_gradients(ddp, lambda i: stage_loss(ddp, seq[parts[i]], mask[parts[i]]),
-                                       [float(mask[p, 1:].sum()) for p in parts], dtype, runtime.device)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        loss, acc = global_mean(figures, runtime, runtime.device)  # the global batch's, for rank 0's log
-        return {"loss": loss, "accuracy": acc}
+        return trainer.step(st.drop_condition(seq, cfg.condition_dropout, g), mask)  # some learn p(x) without text
 
-    validate = None if val_tokens is None else (lambda: evaluate_stage(model, stage, preset, val_tokens, tc.batch_size))
-    run = Run(name=f"{stage}-stage-{preset.name}", out_dir=Path(out_dir),
-              config=components.checkpoint_config(f"{stage}-stage", config, preset.name, sources), model=model,
-              optimizers={"adamw": opt}, runtime=runtime, steps=tc.steps, base_lr=tc.learning_rate,
-              warmup=tc.warmup_steps, val_every=tc.val_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
-              quiet=quiet, validate_on_all_ranks=runtime.distributed and scaling.parallel == "fsdp")
-    return run, train_step, validate
+    batch = preset.train.batch_size
+    validate = None if val_tokens is None else \
+        (lambda: evaluate_stage(trainer.model, stage, preset, val_tokens, batch))
+    return trainer.run(f"{stage}-stage", config, preset, out_dir, sources, quiet), train_step, validate
 
 
 def extra_tokens(preset: Preset, codec, semantic, mulan, progress: bool = False) -> TokenSet:
