@@ -311,3 +311,26 @@ def test_measure_melody_accepts_a_melody_coarse_stage(models, monkeypatch, tmp_p
     assert "melody-embedder" not in data["fingerprints"] and data["settings"]["melody_tokens"] == "chroma"
     assert data["following"][script.ROWS[1]]["similarity"] == pytest.approx(1.0, abs=1e-6) and not math.isnan(
         data["following"][script.ROWS[0]]["difference"])
+
+
+# --- warm start from a trained coarse stage --------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["chroma", "embedder"])
+def test_extend_from_coarse_keeps_the_coarse_stage_on_its_own_ids(kind):
+    from dataclasses import replace
+
+    from musiclm_mini.melody.coarse import extend_from_coarse, melody_coarse_stage_config
+    preset = replace(get_preset("tiny"), melody_tokens=kind)
+    coarse = load("coarse-stage", "tiny")  # the shipped one
+    model = extend_from_coarse(build_melody_coarse_model(melody_coarse_stage_config(preset)), coarse.state_dict()).eval()
+    layout = TokenLayout.from_preset(preset)
+    vocab = CoarseStage(layout).vocab_size
+    assert model.head.weight.shape[0] > vocab  # the melody ids were added at the end
+    g = torch.Generator().manual_seed(0)
+    seq = torch.randint(0, vocab, (2, 40), generator=g)  # a sequence of coarse-stage ids only
+    with torch.no_grad():
+        want, got = coarse(seq), model(seq)
+    want, got = (x[0] if isinstance(x, tuple) else x for x in (want, got))
+    assert torch.allclose(got[..., :vocab], want, atol=1e-5)  # same weights, relative positions: same predictions
+    wrong = {k: v[:, :-1] if k == "head.weight" else v for k, v in coarse.state_dict().items()}  # another width
+    with pytest.raises(ValueError, match="head.weight"):
+        extend_from_coarse(build_melody_coarse_model(melody_coarse_stage_config(preset)), wrong)

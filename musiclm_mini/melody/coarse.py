@@ -174,6 +174,31 @@ def build_melody_coarse_model(config: MelodyCoarseStageConfig, mulan_codebooks: 
     return build_melody_stage_model(config, mulan_codebooks)  # reads .stage, .layout, .mulan_dim and .vocab_size
 
 
+
+def extend_from_coarse(model: Transformer, coarse_state: dict[str, Tensor]) -> Transformer:
+    """Start a melody-coarse model from a trained coarse stage (Chapter 8): `model`, with `coarse_state` copied in.
+
+    The two are the same Transformer (relative positions, so a longer prefix needs no new weights) over
+    vocabularies that differ only by the melody slices appended at the end, where every other id keeps its
+    place: each weight is copied whole, except the token embedding and output rows, of which the coarse
+    stage's ids are copied and the melody ids keep their fresh initialisation. What is left to learn is how
+    to use the tune. (Module docstring: the vocabulary.)
+    """
+    own = model.state_dict()  # tensors sharing the parameters' storage: copying into them sets the weights
+    if set(own) != set(coarse_state):
+        raise ValueError(f"not a coarse stage of this Transformer: weights {sorted(set(own) ^ set(coarse_state))[:4]} "
+                         f"are in one and not the other")
+    with torch.no_grad():
+        for name, weight in coarse_state.items():
+            target = own[name]
+            if target.shape == weight.shape:
+                target.copy_(weight)
+            elif target.dim() == weight.dim() and target.shape[1:] == weight.shape[1:] and target.shape[0] > weight.shape[0]:
+                target[: weight.shape[0]].copy_(weight)  # (vocab, D) rows: the coarse stage's ids, in their places
+            else:
+                raise ValueError(f"{name}: {tuple(weight.shape)} in the coarse stage, {tuple(target.shape)} here")
+    return model
+
 # ---------------------------------------------------------------------------------------------
 # Melody on a time line: training crops and generation windows
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from ..config import Preset
 from ..hierarchy.stage_models import stage_loss
 from ..hierarchy.token_cache import TokenGrid, TokenSet
 from ..melody.chroma import chroma_tokens
-from ..melody.coarse import (build_melody_coarse_model, check_melody_tokens, coarse_melody_grid, melody_coarse_batch,
+from ..melody.coarse import (build_melody_coarse_model, check_melody_tokens, coarse_melody_grid, extend_from_coarse,
+                              melody_coarse_batch,
                              melody_coarse_stage, melody_coarse_stage_config)
 from ..melody.token_cache import cached_chroma_tokens, cached_melody_codes, melody_window_codes
 from .distributed import Runtime
@@ -73,14 +74,22 @@ def evaluate_melody_coarse(model, preset: Preset, tokens: TokenSet, melody: torc
 def melody_coarse_run(preset: Preset, train_tokens: TokenSet, train_melody: torch.Tensor, val_tokens: TokenSet | None,
                       val_melody: torch.Tensor | None, out_dir: Path, runtime: Runtime,
                       sources: dict[str, str] | None = None, quiet: bool = False,
-                      mulan_codebooks: torch.Tensor | None = None, scaling: Scaling = Scaling()):
-    """The Run, step function and validation of the melody-coarse stage (Chapter 8), as `stages.stage_run`."""
+                      mulan_codebooks: torch.Tensor | None = None, scaling: Scaling = Scaling(),
+                      coarse_state: dict[str, torch.Tensor] | None = None):
+    """The Run, step function and validation of the melody-coarse stage (Chapter 8), as `stages.stage_run`.
+
+    `coarse_state`: a trained coarse stage's weights to start from (`melody.coarse.extend_from_coarse`).
+    """
     if len(train_melody) != len(train_tokens):
         raise ValueError(f"{len(train_melody)} clips of melody tokens for {len(train_tokens)} clips of tokens")
     st, grid, tg = melody_coarse_stage(preset), coarse_melody_grid(preset), TokenGrid.from_preset(preset)
     cfg = preset.coarse_stage
     config = melody_coarse_stage_config(preset)
-    trainer = StageTrainer(lambda: build_melody_coarse_model(config, mulan_codebooks), preset, runtime, scaling)
+    def build():
+        model = build_melody_coarse_model(config, mulan_codebooks)
+        return model if coarse_state is None else extend_from_coarse(model, coarse_state)
+
+    trainer = StageTrainer(build, preset, runtime, scaling)
 
     def train_step(step: int) -> dict[str, float]:
         idx, g = trainer.batch_of(step, len(train_tokens))
@@ -130,7 +139,11 @@ def melody_time_lines(preset: Preset, data: str, embedder=None, progress: bool =
 
 
 def train_melody_coarse_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
-    """`python -m musiclm_mini.train melody-coarse-stage [--set melody_tokens=chroma]`: p(A_1..4 | U, M_A, S) (Chapter 8)."""
+    """`python -m musiclm_mini.train melody-coarse-stage [--set melody_tokens=chroma] [--init COARSE]`: p(A_1..4 | U, M_A, S).
+
+    `--init` may name a *coarse-stage* checkpoint (e.g. the shipped one): the stage then starts from it, its
+    vocabulary extended by the melody ids (`extend_from_coarse`), instead of from scratch (Chapter 8).
+    """
     if args.data not in TRAINING_DATA:
         raise ValueError(f"the {NAME} trains on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {args.data!r}")
     kind = check_melody_tokens(preset.melody_tokens)
@@ -156,6 +169,11 @@ def train_melody_coarse_stage(preset: Preset, args: argparse.Namespace, runtime:
         val_melody = melody_time_lines(preset, args.data, embedder, split="validation")
     codebooks = mulan.rvq.codebooks.detach().float().cpu()  # (levels, codes, dim)
     del codec, semantic, mulan, embedder  # the tokenizers are not needed any more
+    options, coarse_state = fit_options(args), None
+    init = options["init_from"]
+    if init is not None and components.read_config(init).get("component") == "coarse-stage":
+        coarse = components.load("coarse-stage", preset.name, init, sources=sources)  # refused if trained on other tokens
+        coarse_state, options["init_from"] = coarse.state_dict(), None  # applied by the model's builder, not by `fit`
     run, step_fn, validate = melody_coarse_run(preset, train_tokens, train_melody, val_tokens, val_melody, args.out,
-                                               runtime, sources, args.quiet, codebooks, scaling)
-    return fit(run, step_fn, validate, **fit_options(args))
+                                               runtime, sources, args.quiet, codebooks, scaling, coarse_state)
+    return fit(run, step_fn, validate, **options)
