@@ -25,12 +25,13 @@ def chroma(windows: Tensor, n_fft: int = 4096, hop: int = 480) -> Tensor:
 
     4096-point frames (5.9 Hz bins) so that semitones stay apart down to ~100 Hz.
     """
-    power = torch.stft(windows, n_fft, hop, window=torch.hann_window(n_fft, device=windows.device),
-                       return_complex=True).abs() ** 2  # (N, F, frames)
     freqs = torch.fft.rfftfreq(n_fft, 1 / SAMPLE_RATE)
-    keep = (freqs > 80) & (freqs < 4000)
-    pitch_class = (torch.round(12 * torch.log2(freqs[keep] / 440.0)) % 12).long()  # A = 0
-    out = torch.zeros(windows.shape[0], 12, power.shape[-1]).index_add_(1, pitch_class, power[:, keep])
+    keep = ((freqs > 80) & (freqs < 4000)).nonzero()[:, 0]
+    lo, hi = int(keep[0]), int(keep[-1]) + 1  # one run of bins, a third of them: |.|^2 of only those
+    power = torch.stft(windows, n_fft, hop, window=torch.hann_window(n_fft, device=windows.device),
+                       return_complex=True)[:, lo:hi].abs() ** 2  # (N, F kept, frames)
+    pitch_class = (torch.round(12 * torch.log2(freqs[lo:hi] / 440.0)) % 12).long()  # A = 0
+    out = torch.zeros(windows.shape[0], 12, power.shape[-1]).index_add_(1, pitch_class, power)
     return out / out.sum(1, keepdim=True).clamp(min=1e-12)
 
 
