@@ -36,8 +36,9 @@ from ..melody.coarse import (build_melody_coarse_model, check_melody_tokens, coa
 from ..melody.token_cache import cached_chroma_tokens, cached_melody_codes, melody_window_codes
 from .distributed import Runtime
 from .loop import Run, fit, fit_options
-from .scaling import Scaling, scaling_from_args
-from .stages import EXTRA_VARIANTS_PER_SCORE, TRAINING_DATA, VALIDATION_SEED, StageTrainer, training_tokens
+from .scaling import Scaling
+from .melody_stage import melody_stage_data
+from .stages import EXTRA_VARIANTS_PER_SCORE, VALIDATION_SEED, StageTrainer
 
 NAME = "melody-coarse-stage"
 
@@ -144,36 +145,13 @@ def train_melody_coarse_stage(preset: Preset, args: argparse.Namespace, runtime:
     `--init` may name a *coarse-stage* checkpoint (e.g. the shipped one): the stage then starts from it, its
     vocabulary extended by the melody ids (`extend_from_coarse`), instead of from scratch (Chapter 8).
     """
-    if args.data not in TRAINING_DATA:
-        raise ValueError(f"the {NAME} trains on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {args.data!r}")
     kind = check_melody_tokens(preset.melody_tokens)
-    codec, semantic, mulan = components.tokenizers(preset.name, args.checkpoints, runtime.device,
-                                                   codec=preset.codec_component)
-    sources, embedder = components.token_sources(codec, semantic, mulan), None
-    if kind == "embedder":  # chroma needs no trained part, and records none
-        embedder_dir = None if args.checkpoints is None else components.checkpoint_dir("melody-embedder", preset.name,
-                                                                                         args.checkpoints)
-        embedder = components.load("melody-embedder", preset.name, embedder_dir, runtime.device)
-        sources["melody-embedder"] = components.fingerprint(embedder)
-    if runtime.is_main:  # rank 0 extracts and caches first, so the other ranks only read the files
-        training_tokens(preset, args.data, codec, semantic, mulan, progress=not args.quiet)
-        melody_time_lines(preset, args.data, embedder, progress=not args.quiet)
-    if runtime.distributed:
-        torch.distributed.barrier()
-    train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
-    train_melody = melody_time_lines(preset, args.data, embedder)
-    scaling = scaling_from_args(args)
-    val_tokens = val_melody = None
-    if runtime.is_main or scaling.parallel == "fsdp":
-        val_tokens = training_tokens(preset, args.data, codec, semantic, mulan, split="validation")
-        val_melody = melody_time_lines(preset, args.data, embedder, split="validation")
-    codebooks = mulan.rvq.codebooks.detach().float().cpu()  # (levels, codes, dim)
-    del codec, semantic, mulan, embedder  # the tokenizers are not needed any more
+    d = melody_stage_data(preset, args, runtime, melody_time_lines, needs_embedder=kind == "embedder")  # chroma: no trained part
     options, coarse_state = fit_options(args), None
     init = options["init_from"]
     if init is not None and components.read_config(init).get("component") == "coarse-stage":
-        coarse = components.load("coarse-stage", preset.name, init, sources=sources)  # refused if trained on other tokens
+        coarse = components.load("coarse-stage", preset.name, init, sources=d.sources)  # refused if trained on other tokens
         coarse_state, options["init_from"] = coarse.state_dict(), None  # applied by the model's builder, not by `fit`
-    run, step_fn, validate = melody_coarse_run(preset, train_tokens, train_melody, val_tokens, val_melody, args.out,
-                                               runtime, sources, args.quiet, codebooks, scaling, coarse_state)
+    run, step_fn, validate = melody_coarse_run(preset, d.train_tokens, d.train_melody, d.val_tokens, d.val_melody, args.out,
+                                               runtime, d.sources, args.quiet, d.mulan_codebooks, d.scaling, coarse_state)
     return fit(run, step_fn, validate, **options)

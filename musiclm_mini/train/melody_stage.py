@@ -16,6 +16,7 @@ stage is only ever loaded next to the tokenizers whose tokens it learnt.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -110,30 +111,55 @@ def melody_codes(preset: Preset, data: str, embedder, progress: bool = False, sp
     return torch.cat([codes, more])
 
 
-def train_melody_semantic_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
-    """`python -m musiclm_mini.train melody-semantic-stage`: p(S | melody tokens, M_A) (Chapter 8)."""
+@dataclass
+class MelodyStageData:
+    """What a melody stage trains on (Chapter 8): tokens and melody lines, row for row, and where they came from."""
+
+    train_tokens: TokenSet
+    train_melody: torch.Tensor  # (N, P, Q): each clip's melody time line
+    val_tokens: TokenSet | None  # None on the ranks that do not validate
+    val_melody: torch.Tensor | None
+    sources: dict[str, str]  # fingerprints of the tokenizers (and the melody embedder) the tokens came from
+    mulan_codebooks: torch.Tensor  # (levels, codes, dim)
+    scaling: Scaling
+
+
+def melody_stage_data(preset: Preset, args: argparse.Namespace, runtime: Runtime, melody_lines,
+                      needs_embedder: bool = True) -> MelodyStageData:
+    """Load the tokenizers, cache (rank 0 first) and read the tokens and melody lines of a melody stage (Chapter 8).
+
+    `melody_lines(preset, data, embedder, progress=..., split=...)` -> (N, P, Q): `melody_codes` here,
+    `melody_coarse.melody_time_lines` for the melody-coarse stage (whose chroma needs no embedder).
+    """
     if args.data not in TRAINING_DATA:
-        raise ValueError(f"the {NAME} trains on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {args.data!r}")
+        raise ValueError(f"melody stages train on SynthCaps tokens: --data must be one of {TRAINING_DATA}, got {args.data!r}")
     codec, semantic, mulan = components.tokenizers(preset.name, args.checkpoints, runtime.device,
                                                    codec=preset.codec_component)
-    embedder_dir = None if args.checkpoints is None else components.checkpoint_dir("melody-embedder", preset.name,
-                                                                                     args.checkpoints)
-    embedder = components.load("melody-embedder", preset.name, embedder_dir, runtime.device)
-    sources = {**components.token_sources(codec, semantic, mulan), "melody-embedder": components.fingerprint(embedder)}
+    sources, embedder = components.token_sources(codec, semantic, mulan), None
+    if needs_embedder:
+        folder = None if args.checkpoints is None else components.checkpoint_dir("melody-embedder", preset.name,
+                                                                                   args.checkpoints)
+        embedder = components.load("melody-embedder", preset.name, folder, runtime.device)
+        sources["melody-embedder"] = components.fingerprint(embedder)
     if runtime.is_main:  # rank 0 extracts and caches first, so the other ranks only read the files
         training_tokens(preset, args.data, codec, semantic, mulan, progress=not args.quiet)
-        melody_codes(preset, args.data, embedder, progress=not args.quiet)
+        melody_lines(preset, args.data, embedder, progress=not args.quiet)
     if runtime.distributed:
         torch.distributed.barrier()
-    train_tokens = training_tokens(preset, args.data, codec, semantic, mulan)
-    train_codes = melody_codes(preset, args.data, embedder)
     scaling = scaling_from_args(args)
-    val_tokens = val_codes = None
-    if runtime.is_main or scaling.parallel == "fsdp":
-        val_tokens = training_tokens(preset, args.data, codec, semantic, mulan, split="validation")
-        val_codes = melody_codes(preset, args.data, embedder, split="validation")
-    codebooks = mulan.rvq.codebooks.detach().float().cpu()  # (levels, codes, dim)
+    validates = runtime.is_main or scaling.parallel == "fsdp"
+    data = MelodyStageData(
+        training_tokens(preset, args.data, codec, semantic, mulan), melody_lines(preset, args.data, embedder),
+        training_tokens(preset, args.data, codec, semantic, mulan, split="validation") if validates else None,
+        melody_lines(preset, args.data, embedder, split="validation") if validates else None,
+        sources, mulan.rvq.codebooks.detach().float().cpu(), scaling)
     del codec, semantic, mulan, embedder  # the tokenizers are not needed any more
-    run, step_fn, validate = melody_stage_run(preset, train_tokens, train_codes, val_tokens, val_codes, args.out, runtime,
-                                              sources, args.quiet, codebooks, scaling)
+    return data
+
+
+def train_melody_semantic_stage(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train melody-semantic-stage`: p(S | melody tokens, M_A) (Chapter 8)."""
+    d = melody_stage_data(preset, args, runtime, melody_codes)
+    run, step_fn, validate = melody_stage_run(preset, d.train_tokens, d.train_melody, d.val_tokens, d.val_melody,
+                                              args.out, runtime, d.sources, args.quiet, d.mulan_codebooks, d.scaling)
     return fit(run, step_fn, validate, **fit_options(args))
