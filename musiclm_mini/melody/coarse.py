@@ -58,7 +58,7 @@ from ..hierarchy.tokens import CoarseStage, TokenLayout, check_codes
 from ..hierarchy.transformer import Transformer
 from .alignment import CROP_STEP_SECONDS, MelodyGrid, loop_to
 from .chroma import CHROMA_CODES, chroma_tokens
-from .stage import MelodyLayout, build_melody_stage_model
+from .stage import MelodyLayout, MelodyPrefix, build_melody_stage_model
 
 MELODY_TOKENS = ("embedder", "chroma")
 
@@ -94,8 +94,11 @@ def coarse_melody_layout(preset: Preset, kind: str | None = None) -> MelodyLayou
     return MelodyLayout(grid.span_frames // TokenGrid.from_preset(preset).semantic_per_unit, 1, CHROMA_CODES)
 
 
-class MelodyCoarseStage(CoarseStage):
-    """p(A_coarse | U, M, S): [W x Q melody ids] + [12 MuLan ids] + [semantic ids] + [coarse ids] (Chapter 8)."""
+class MelodyCoarseStage(MelodyPrefix, CoarseStage):
+    """p(A_coarse | U, M, S): [W x Q melody ids] + [12 MuLan ids] + [semantic ids] + [coarse ids] (Chapter 8).
+
+    `condition(melody, mulan, semantic)`; `uncondition` nulls melody and MuLan and keeps S: p(A | S).
+    """
 
     name = "melody-coarse"
 
@@ -107,35 +110,6 @@ class MelodyCoarseStage(CoarseStage):
     def melody_offset(self) -> int:
         """First melody id: right after the coarse stage's last acoustic id (Chapter 8)."""
         return self.layout.acoustic_offset + self.layout.coarse_levels * self.layout.codec_codes
-
-    @property
-    def vocab_size(self) -> int:
-        return self.melody_offset + self.melody.levels * self.melody.codes
-
-    @property
-    def condition_length(self) -> int:
-        """The ids the null condition replaces: melody then MuLan (tiny: 8 + 12 or 25 + 12) (Chapter 8)."""
-        return self.melody.tokens + self.layout.mulan_levels
-
-    def melody_ids(self, codes: Tensor) -> Tensor:
-        """Melody codes (B, W, Q) -> ids (B, W * Q), position by position, level q in slice U_q (Chapter 8)."""
-        m = self.melody
-        if codes.dim() != 3 or codes.shape[1:] != (m.windows, m.levels):
-            raise ValueError(f"melody codes must be (B, {m.windows}, {m.levels}) for {self.melody_tokens!r} "
-                             f"melody tokens, got {tuple(codes.shape)}")
-        codes = check_codes(codes, m.codes, "melody tokens")
-        levels = torch.arange(m.levels, device=codes.device) * m.codes  # (Q,)
-        return (codes + self.melody_offset + levels).flatten(1)  # (B, W * Q)
-
-    def condition(self, melody: Tensor, mulan: Tensor, semantic: Tensor) -> Tensor:
-        """Melody codes (B, W, Q), MuLan (B, 12) and semantic (B, T_s) tokens -> ids (B, W * Q + 12 + T_s) (Chapter 8)."""
-        return torch.cat([self.melody_ids(melody), super().condition(mulan, semantic)], dim=1)
-
-    def uncondition(self, tokens: Tensor) -> Tensor:
-        """The same sequences (B, L) with melody and MuLan ids nulled, the semantic ids kept: p(A | S) (Chapter 8)."""
-        out = tokens.clone()
-        out[:, :self.condition_length] = self.layout.null_condition
-        return out
 
 
 def melody_coarse_stage(preset: Preset, kind: str | None = None) -> MelodyCoarseStage:

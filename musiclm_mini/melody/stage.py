@@ -52,7 +52,49 @@ class MelodyLayout:
         return self.windows * self.levels
 
 
-class MelodySemanticStage(SemanticStage):
+class MelodyPrefix:
+    """What a melody stage adds to a stage of Chapter 6 (Chapter 8): W x Q melody ids in front of its MuLan ids.
+
+    The melody's ids are slices appended after the stage's own vocabulary, so every other id keeps its place;
+    each subclass says where its vocabulary ends (`melody_offset`). The null condition replaces the melody and
+    the MuLan ids together: the unconditional branch of guidance has neither tune nor text.
+    """
+
+    melody: MelodyLayout
+    melody_tokens: str = "embedder"
+    melody_offset: int
+
+    @property
+    def vocab_size(self) -> int:
+        return self.melody_offset + self.melody.levels * self.melody.codes
+
+    @property
+    def condition_length(self) -> int:
+        """The ids the null condition replaces: melody then MuLan (tiny semantic 16 + 12; coarse 8 or 25 + 12)."""
+        return self.melody.tokens + self.layout.mulan_levels
+
+    def melody_ids(self, codes: Tensor) -> Tensor:
+        """Melody codes (B, W, Q) -> ids (B, W * Q), position by position, level q in slice U_q (Chapter 8)."""
+        m = self.melody
+        if codes.dim() != 3 or codes.shape[1:] != (m.windows, m.levels):
+            raise ValueError(f"melody codes must be (B, {m.windows} windows, {m.levels} levels) for "
+                             f"{self.melody_tokens!r} melody tokens, got {tuple(codes.shape)}")
+        codes = check_codes(codes, m.codes, "melody tokens")
+        levels = torch.arange(m.levels, device=codes.device) * m.codes  # (Q,)
+        return (codes + self.melody_offset + levels).flatten(1)  # (B, W * Q)
+
+    def condition(self, melody: Tensor, *rest: Tensor) -> Tensor:
+        """Melody codes (B, W, Q) and the stage's own condition (MuLan, and semantic for coarse) -> ids (B, W * Q + ...)."""
+        return torch.cat([self.melody_ids(melody), super().condition(*rest)], dim=1)
+
+    def uncondition(self, tokens: Tensor) -> Tensor:
+        """The same sequences (B, L) with melody and MuLan ids replaced by the null id: no tune, no text (Chapter 8)."""
+        out = tokens.clone()
+        out[:, :self.condition_length] = self.layout.null_condition
+        return out
+
+
+class MelodySemanticStage(MelodyPrefix, SemanticStage):
     """p(S | U, M): [W x Q melody ids] + [12 MuLan ids] + [semantic ids] (Chapter 8)."""
 
     name = "melody-semantic"
@@ -66,41 +108,10 @@ class MelodySemanticStage(SemanticStage):
         """First melody id: right after the semantic slice (Chapter 8)."""
         return self.layout.semantic_offset + self.layout.semantic_codes
 
-    @property
-    def vocab_size(self) -> int:
-        return self.melody_offset + self.melody.levels * self.melody.codes
-
-    @property
-    def condition_length(self) -> int:
-        """Ids before the first semantic token: tiny 16 + 12 = 28 (Chapter 8)."""
-        return self.melody.tokens + self.layout.mulan_levels
-
     def target_range(self, j: int) -> tuple[int, int]:
         return self.layout.semantic_offset, self.melody_offset  # semantic ids only, never a melody id
 
-    def melody_ids(self, codes: Tensor) -> Tensor:
-        """Melody codes (B, W, Q) -> ids (B, W * Q), window by window, level q in slice U_q (Chapter 8)."""
-        m = self.melody
-        if codes.dim() != 3 or codes.shape[1:] != (m.windows, m.levels):
-            raise ValueError(f"melody codes must be (B, {m.windows} windows, {m.levels} levels), got {tuple(codes.shape)}")
-        codes = check_codes(codes, m.codes, "melody tokens")
-        levels = torch.arange(m.levels, device=codes.device) * m.codes  # (Q,)
-        return (codes + self.melody_offset + levels).flatten(1)  # (B, W * Q)
 
-    def condition(self, melody: Tensor, mulan: Tensor) -> Tensor:
-        """Melody codes (B, W, Q) and MuLan tokens (B, 12) -> ids (B, W * Q + 12) (Chapter 8)."""
-        return torch.cat([self.melody_ids(melody), super().condition(mulan)], dim=1)
-
-    def uncondition(self, tokens: Tensor) -> Tensor:
-        """The same sequences (B, L) with melody and MuLan ids replaced by the null id: no tune, no text (Chapter 8)."""
-        out = tokens.clone()
-        out[:, :self.condition_length] = self.layout.null_condition
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The component: its config, its model, its training batches
-# ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MelodyStageModelConfig:
     """What the `melody-semantic-stage` component is (Chapter 8): the semantic stage's Transformer and layout, plus the melody's."""
