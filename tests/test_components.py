@@ -245,3 +245,12 @@ def test_run_progress_tells_an_unfinished_run_from_a_finished_one(tmp_path):
     assert run_progress("coarse-nosemantic-stage", "tiny", tmp_path) == (0, steps)  # nothing trained
     (tmp_path / "log.jsonl").write_text('{"step": 10, "loss": 5.0}\n{"step": 20, "validation": {"loss": 4.9}}\n')
     assert run_progress("coarse-nosemantic-stage", "tiny", tmp_path) == (20, steps)
+
+
+def test_every_shipped_stage_files_its_figures_under_shipped():
+    """One layout for the stages' metrics.json, the one `ship` writes (Chapter 11 reads the test loss from it)."""
+    for name in ("semantic-stage", "coarse-stage", "fine-stage"):
+        metrics = json.loads((checkpoint_dir(name, "tiny") / "metrics.json").read_text())
+        assert set(metrics) == {"shipped"}, name
+        for split in ("validation", "test"):
+            assert 0 < metrics["shipped"][split]["loss"] < 10, (name, split)
