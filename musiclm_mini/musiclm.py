@@ -170,6 +170,12 @@ class MusicLM:
     def device(self) -> torch.device:
         return next(self.transformers["semantic"].parameters()).device
 
+    def fingerprints(self) -> dict[str, str]:
+        """{"codec", "mulan", "semantic", "coarse", "fine"}: the fingerprint of every component loaded, the record
+        that every measurement JSON keeps of what it measured (Chapters 6-9)."""
+        return {**{name: components.fingerprint(getattr(self, name)) for name in ("codec", "mulan")},
+                **{stage: components.fingerprint(model) for stage, model in self.transformers.items()}}
+
     # -- generation -------------------------------------------------------------------------------
     def generate(self, text: str, seconds: float, seed: int = 0, temperatures: tuple[float, float, float] | None = None,
                  progress: bool = False, guidance: float | None = None, melody=None, melody_sample_rate: int | None = None,

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 
-from musiclm_mini import components
 from musiclm_mini.config import get_preset
 from musiclm_mini.files import atomic_write
 from musiclm_mini.musiclm import MusicLM, audio_adherence, caption_adherence
@@ -121,8 +120,7 @@ def write_json(path: Path, args, model, res: dict, guidance: float, temps, cpu0:
         "settings": {"preset": args.preset, "split": args.split, "seconds": args.seconds, "seed": args.seed,
                      "batch_size": args.batch_size, "samples": args.samples, "guidance": guidance,
                      "temperatures": list(temps), "threads": args.threads, "checkpoints": args.checkpoints},
-        "fingerprints": {**{k: components.fingerprint(getattr(model, k)) for k in ("codec", "mulan")},
-                         **{s: components.fingerprint(m) for s, m in model.transformers.items()}},
+        "fingerprints": model.fingerprints(),
         "captions": res["clips"], "rows": rows,
         # how often this command has measured the test split (carried over from the file it replaces)
         "test_split_runs": previous.get("test_split_runs", 0) + (args.split == "test"),

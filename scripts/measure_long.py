@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musiclm_mini import components
 from musiclm_mini.config import get_preset
 from musiclm_mini.evaluation import continuity as C
 from musiclm_mini.musiclm import MusicLM
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {"command": "python scripts/measure_long.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "settings": {**{k: v for k, v in vars(args).items() if k != "json"}, "seconds_each": each},
-              "fingerprints": {**{k: components.fingerprint(getattr(model, k)) for k in ("codec", "mulan")},
-                               **{s: components.fingerprint(m) for s, m in model.transformers.items()}},
+              "fingerprints": model.fingerprints(),
               "texts": texts, "long_captions": long_captions, "adherence": adherence, "points": points,
               "summary": summary, "drift": drifts}
     report(result)

@@ -194,8 +194,7 @@ def write_json(path: Path, args, model, parts, res: dict, labels, captions, cpu0
                      "melody_tokens": parts.melody_tokens, "guidance": args.guidance,
                      "preset_guidance": {s: getattr(p, f"{s}_stage").guidance for s in ("semantic", "coarse")},
                      "temperatures": [getattr(p, f"{s}_stage").temperature for s in ("semantic", "coarse", "fine")]},
-        "fingerprints": {**{k: components.fingerprint(getattr(model, k)) for k in ("codec", "mulan")},
-                         **{s: components.fingerprint(m) for s, m in model.transformers.items()},
+        "fingerprints": {**model.fingerprints(),
                          **({} if parts.embedder is None else {"melody-embedder": components.fingerprint(parts.embedder)}),
                          parts.component: components.fingerprint(parts.transformer)},  # melody-semantic or -coarse
         "hums": len(labels), "melody_ids": [lab["melody_id"] for lab in labels], "captions": captions,

@@ -200,8 +200,7 @@ def main(argv=None) -> dict:
     ablation_dir = Path(args.ablation) if args.ablation else Path("runs") / f"coarse-nosemantic-stage-{preset.name}"
     step, steps = run_progress("coarse-nosemantic-stage", preset.name, ablation_dir)
     have_ablation = (ablation_dir / "model.safetensors").exists() and step >= steps  # finished runs only
-    fingerprints = {**{k: components.fingerprint(getattr(mlm, k)) for k in ("codec", "mulan")},
-                    **{s: components.fingerprint(m) for s, m in mlm.transformers.items()}}
+    fingerprints = mlm.fingerprints()
     settings = {"preset": preset.name, "split": args.split, "seconds": args.seconds, "seed": args.seed,
                 "batch_size": args.batch_size, "guidance": preset.coarse_stage.guidance,
                 "temperatures": [getattr(preset, f"{s}_stage").temperature for s in ("semantic", "coarse", "fine")],

@@ -254,3 +254,12 @@ def test_every_shipped_stage_files_its_figures_under_shipped():
         assert set(metrics) == {"shipped"}, name
         for split in ("validation", "test"):
             assert 0 < metrics["shipped"][split]["loss"] < 10, (name, split)
+
+
+def test_musiclm_fingerprints_are_the_shipped_config_fingerprints():
+    from musiclm_mini.musiclm import MusicLM
+    preset = get_preset("tiny")
+    folders = {"codec": preset.codec_component, "mulan": "mulan", "semantic": "semantic-stage",
+               "coarse": "coarse-stage", "fine": "fine-stage"}
+    want = {k: json.loads((checkpoint_dir(c, "tiny") / "config.json").read_text())["fingerprint"] for k, c in folders.items()}
+    assert MusicLM.from_pretrained("tiny").fingerprints() == want
