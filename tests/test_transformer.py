@@ -120,6 +120,22 @@ def test_kv_cache_accepts_chunks_of_several_tokens():
     torch.testing.assert_close(torch.cat(outs, dim=1), full, atol=1e-5, rtol=0)
 
 
+def test_a_cache_with_room_gives_the_same_logits_bit_for_bit():
+    """`empty_cache` (in-place appends, the bias row cut from a table) must not change a single bit: golden hashes."""
+    model = make_model()
+    tokens = random_tokens(2, 40)
+    with torch.no_grad():  # as in sampling: decoding steps take the cached bias row
+        cat, roomy = None, model.empty_cache(2, 40)
+        for lo, hi in [(0, 5)] + [(t, t + 1) for t in range(5, 40)]:
+            a, cat = model(tokens[:, lo:hi], cat)
+            b, roomy = model(tokens[:, lo:hi], roomy)
+            assert torch.equal(a, b) and roomy.offset == hi and roomy.layers[0][0].shape[2] == hi
+        assert torch.equal(cat.layers[-1][1], roomy.layers[-1][1])
+        for offset in (0, 7, 39, 300):  # past the table's first length too
+            pos = torch.arange(offset + 1)
+            assert torch.equal(model.rel_bias.last_row(offset), model.rel_bias(pos[offset:], pos))
+
+
 def test_greedy_generation_same_with_and_without_cache():
     model = make_model()
     prompt = random_tokens(2, 4)

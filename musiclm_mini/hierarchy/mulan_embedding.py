@@ -49,6 +49,8 @@ class CodebookEmbedding(nn.Module):
         """ids (B, T) -> embeddings (B, T, D) (Chapter 6)."""
         n = self.levels * self.codes
         is_mulan = ids < n  # (B, T)
+        if ids.device.type == "cpu" and not self.training and not bool(is_mulan.any()):
+            return self.other(ids)  # no MuLan id (a decoding step): what torch.where would pick everywhere
         safe = ids.clamp(max=n - 1)
         mulan = self.proj(self.codebooks[safe]) + self.level(safe // self.codes)  # (B, T, D)
         return torch.where(is_mulan[..., None], mulan, self.other(ids))

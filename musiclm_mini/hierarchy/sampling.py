@@ -26,13 +26,21 @@ from torch import Tensor
 AllowedRange = Union[tuple[int, int], Callable[[int], tuple[int, int]]]
 
 
-def restrict_to_range(logits: Tensor, lo: int, hi: int) -> Tensor:
-    """Set logits outside the vocabulary slice [lo, hi) to -inf (Chapter 6)."""
+def restrict_to_range(logits: Tensor, lo: int, hi: int, masks: dict | None = None) -> Tensor:
+    """Set logits outside the vocabulary slice [lo, hi) to -inf (Chapter 6).
+
+    `masks`, a dict kept by the caller, remembers each slice's mask: `sample` asks for the same few every step.
+    """
     V = logits.shape[-1]
     if not 0 <= lo < hi <= V:
         raise ValueError(f"allowed_range ({lo}, {hi}) must satisfy 0 <= lo < hi <= vocab size {V}")
-    ids = torch.arange(V, device=logits.device)
-    return logits.masked_fill((ids < lo) | (ids >= hi), float("-inf"))
+    outside = None if masks is None else masks.get((lo, hi, V))
+    if outside is None:
+        ids = torch.arange(V, device=logits.device)
+        outside = (ids < lo) | (ids >= hi)
+        if masks is not None:
+            masks[(lo, hi, V)] = outside
+    return logits.masked_fill(outside, float("-inf"))
 
 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
@@ -88,10 +96,13 @@ def sample(model, prompt: Tensor, max_new_tokens: int, sampling: Sampling = Samp
     was_training = model.training
     model.eval()
     try:
-        tokens, cache = prompt, None
+        tokens, cache, first, masks = prompt, None, True, {}
+        if use_cache and hasattr(model, "empty_cache"):  # keys and values appended in place, not re-copied each step
+            cache = model.empty_cache(prompt.shape[0], prompt.shape[1] + max_new_tokens)
         for step in range(max_new_tokens):
             if use_cache:  # first step: the whole prompt; afterwards only the newest token
-                logits, cache = model(tokens if cache is None else tokens[:, -1:], cache, last_only=True)
+                logits, cache = model(tokens if first else tokens[:, -1:], cache, last_only=True)
+                first = False
             else:
                 logits, _ = model(tokens, last_only=True)
             logits = logits[:, -1, :]  # (B, V), or (2B, V) with guidance
@@ -100,7 +111,7 @@ def sample(model, prompt: Tensor, max_new_tokens: int, sampling: Sampling = Samp
                 logits = uncond + sampling.guidance * (cond - uncond)
             lo_hi = allowed_range(step) if callable(allowed_range) else allowed_range
             if lo_hi is not None:
-                logits = restrict_to_range(logits, *lo_hi)
+                logits = restrict_to_range(logits, *lo_hi, masks)
             nxt = sample_next(logits, sampling.temperature, sampling.top_k, sampling.greedy, generator)  # (B, 1)
             tokens = torch.cat([tokens, nxt.repeat(2, 1) if guided else nxt], dim=1)
             if tick is not None:

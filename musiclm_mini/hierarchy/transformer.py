@@ -74,6 +74,23 @@ class RelativePositionBias(nn.Module):
         self.num_buckets, self.max_distance = num_buckets, max_distance
         self.table = nn.Embedding(num_buckets, n_heads)
 
+    def last_row(self, offset: int) -> Tensor:
+        """forward's bias for one query at `offset` over keys 0..offset -> (1, H, 1, offset + 1), the same values.
+
+        A decoding step needs only this row, which depends on nothing but `offset`: it is cut from a table of
+        the biases by distance, rebuilt when the weights change (their `_version`) or the row is longer than it.
+        """
+        w = self.table.weight
+        cached = getattr(self, "_by_distance", None)
+        key = (w.data_ptr(), w._version, w.device, w.dtype)
+        if cached is None or cached[0] != key or cached[1].shape[1] <= offset:
+            n = max(2 * offset + 2, 256)
+            distance = torch.arange(n - 1, -1, -1, device=w.device)  # n-1 ... 0: column j is distance n-1-j
+            cached = (key, self.table(relative_position_bucket(-distance, self.num_buckets, self.max_distance)).t())
+            self._by_distance = cached  # (H, n)
+        n = cached[1].shape[1]
+        return cached[1][None, :, None, n - 1 - offset:]  # keys 0..offset sit at distances offset..0
+
     def forward(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
         """Bias plus causal mask for queries at `q_pos` (Tq,) over keys at `k_pos` (Tk,) -> (1, H, Tq, Tk)."""
         rel = k_pos[None, :] - q_pos[:, None]  # (Tq, Tk), <= 0 for visible keys
@@ -111,11 +128,18 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
         self.dropout = config.dropout
 
-    def forward(self, x: Tensor, attn_bias: Tensor, past: tuple[Tensor, Tensor] | None):
+    def forward(self, x: Tensor, attn_bias: Tensor, past: tuple[Tensor, Tensor] | None,
+                room: tuple[Tensor, Tensor] | None = None):
+        """`room`, two (B, H, capacity, Dh) buffers whose first T_past positions hold `past`: append there in place."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # each (B, T, D)
         q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, Dh)
-        if past is not None:  # keys/values of earlier positions: no need to recompute them
+        if room is not None:  # write the new positions after the old ones; no copy of the old ones
+            n = 0 if past is None else past[0].shape[2]
+            room[0].narrow(2, n, T).copy_(k)
+            room[1].narrow(2, n, T).copy_(v)
+            k, v = room[0].narrow(2, 0, n + T), room[1].narrow(2, 0, n + T)  # (B, H, T_past + T, Dh) views
+        elif past is not None:  # keys/values of earlier positions: no need to recompute them
             k = torch.cat([past[0], k], dim=2)  # (B, H, T_past + T, Dh)
             v = torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias,
@@ -150,8 +174,12 @@ class Block(nn.Module):
         self.ff = FeedForward(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, attn_bias: Tensor, past: tuple[Tensor, Tensor] | None):
-        a, kv = self.attn(self.norm_attn(x), attn_bias, past)
+    def forward(self, x: Tensor, attn_bias: Tensor, past: tuple[Tensor, Tensor] | None,
+                room: tuple[Tensor, Tensor] | None = None):
+        a, kv = self.attn(self.norm_attn(x), attn_bias, past, room)
+        if not self.training:  # dropout is the identity: skip its two calls (a decoding step is many small ops)
+            x = x + a
+            return x + self.ff(self.norm_ff(x)), kv
         x = x + self.drop(a)
         x = x + self.drop(self.ff(self.norm_ff(x)))
         return x, kv
@@ -166,10 +194,16 @@ class KVCache:
 
     layers: one (k, v) per layer, each (B, H, offset, head_dim), for every position seen so far.
     offset: absolute position of the next token, i.e. how many tokens the cache holds.
+    room: None, or one (k, v) pair of (B, H, capacity, head_dim) buffers per layer (`Transformer.empty_cache`),
+        `layers` being views of their first `offset` positions. Then each step writes its keys and values
+        in place instead of copying the whole, growing cache with `torch.cat` (Chapter 9's minute is
+        thousands of steps). Such a cache only grows: the cache a step was given must not be continued
+        a second time (its positions get overwritten).
     """
 
     layers: list[tuple[Tensor, Tensor]]
     offset: int
+    room: list[tuple[Tensor, Tensor]] | None = None
 
 
 class Transformer(nn.Module):
@@ -214,15 +248,30 @@ class Transformer(nn.Module):
         if self.max_len is not None and offset + T > self.max_len:
             raise ValueError(f"sequence of {offset + T} tokens is longer than max_len {self.max_len}")
 
-        positions = torch.arange(offset + T, device=tokens.device)
-        attn_bias = self.rel_bias(positions[offset:], positions)  # (1, H, T, offset + T), shared by all layers
+        if T == 1 and not torch.is_grad_enabled():  # a decoding step: one cached row (no future keys to mask)
+            attn_bias = self.rel_bias.last_row(offset)  # (1, H, 1, offset + 1)
+        else:
+            positions = torch.arange(offset + T, device=tokens.device)
+            attn_bias = self.rel_bias(positions[offset:], positions)  # (1, H, T, offset + T), shared by all layers
         x = self.drop(self.tok_emb(tokens))  # (B, T, D)
+        room = None if cache is None or cache.room is None or offset + T > cache.room[0][0].shape[2] else cache.room
         new_layers = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, attn_bias, None if cache is None else cache.layers[i])
+            x, kv = block(x, attn_bias, None if cache is None else cache.layers[i], None if room is None else room[i])
             new_layers.append(kv)
         x = self.norm_f(x[:, -1:] if last_only else x)  # (B, T or 1, D)
-        return self.head(x), KVCache(new_layers, offset + T)  # (B, T or 1, V)
+        return self.head(x), KVCache(new_layers, offset + T, room)  # (B, T or 1, V)
+
+    def empty_cache(self, batch: int, capacity: int) -> KVCache:
+        """A cache holding nothing yet, with room for `capacity` positions written in place (Chapter 6).
+
+        Same logits as starting without a cache (`sample` uses it; `KVCache` says why and its one rule).
+        Past `capacity` the model falls back to concatenating.
+        """
+        p = next(self.parameters())
+        shape = (batch, self.config.n_heads, capacity, self.config.d_model // self.config.n_heads)
+        room = [(p.new_empty(shape), p.new_empty(shape)) for _ in self.blocks]
+        return KVCache([(k[:, :, :0], v[:, :, :0]) for k, v in room], 0, room)
 
     def _check_cache(self, cache: KVCache | None, batch: int) -> int:
         if cache is None:
