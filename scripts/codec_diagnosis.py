@@ -9,11 +9,18 @@ basic-pitch; note F1 is scored against the notes SynthCaps rendered (`evaluation
     the codec                             encode, 8 RVQ levels, decode: what the book ships
     the codec without its quantizer       the encoder's latents decoded directly: what the bits cost
     true magnitude + random phase         no phase information at all
-    true magnitude + Griffin-Lim          phase recovered from magnitudes alone (32 iterations)
+    true magnitude + Griffin-Lim          phase recovered from magnitudes alone (32 iterations from zero)
     true magnitude + true frequency       the true phase *advance* of every bin, integrated from zero: the
                                           per-bin frequency is kept, the absolute phase is thrown away
     decoder magnitude + true phase        the decoder's magnitudes, with the phase it cannot know
     decoder magnitude + true frequency    ... with only the frequency it could, in principle, learn
+
+and, for the design of the next codec, phase recovered from the true magnitudes of LONGER windows (hop 480),
+where each partial is its own peak (`tokenizers/phase_vocoder.py`), with the CPU time it takes per 10 s:
+
+    1920 window + phase vocoder           the peak-locked phase vocoder alone
+    1920 window + vocoder + Griffin-Lim   ... then 8 Griffin-Lim iterations
+    3840 window + vocoder + Griffin-Lim   the same at 6.25 Hz bins
 
 Validation clips only: this is a diagnosis that steers training, not a figure of the shipped codec.
 """
@@ -37,8 +44,8 @@ def integrated_frequency(spec: torch.Tensor) -> torch.Tensor:
 
 
 def variants(codec, waves: torch.Tensor, seed: int = 0):
-    """(name, waveforms) for every row of the diagnosis (module docstring)."""
-    import torchaudio
+    """(name, waveforms, CPU seconds per 10 s of audio or None) for every row of the diagnosis (module docstring)."""
+    from musiclm_mini.tokenizers.phase_vocoder import griffin_lim, magnitude_to_wave, phase_from_magnitude
 
     n_fft, hop, length = codec.cfg.n_fft, codec.cfg.frame_hop, waves.shape[-1]
     window = torch.hann_window(n_fft)
@@ -51,16 +58,25 @@ def variants(codec, waves: torch.Tensor, seed: int = 0):
         unquantized = codec._synthesize(latents)[..., :length]
     decoded = torch.cat([decoded, decoded[..., -1:]], dim=-1)[..., : true.shape[-1]]  # the frame iSTFT wants
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # Griffin-Lim's random start
-    griffin_lim = torchaudio.transforms.GriffinLim(n_fft=n_fft, hop_length=hop, n_iter=32, power=1.0)
-    yield "originals", waves
-    yield "the codec", codec.reconstruct(waves)
-    yield "the codec without its quantizer", unquantized
-    yield "true magnitude + random phase", istft(torch.polar(true.abs(), 2 * math.pi * torch.rand(true.shape, generator=g)))
-    yield "true magnitude + Griffin-Lim", griffin_lim(true.abs())[..., :length]
-    yield "true magnitude + true frequency", istft(torch.polar(true.abs(), integrated_frequency(true)))
-    yield "decoder magnitude + true phase", istft(torch.polar(decoded.abs(), true.angle()))
-    yield "decoder magnitude + true frequency", istft(torch.polar(decoded.abs(), integrated_frequency(true)))
+    yield "originals", waves, None
+    yield "the codec", codec.reconstruct(waves), None
+    yield "the codec without its quantizer", unquantized, None
+    yield "true magnitude + random phase", istft(torch.polar(true.abs(), 2 * math.pi * torch.rand(true.shape, generator=g))), None
+    yield "true magnitude + Griffin-Lim", griffin_lim(true.abs(), n_fft, hop, length, iterations=32), None
+    yield "true magnitude + true frequency", istft(torch.polar(true.abs(), integrated_frequency(true))), None
+    yield "decoder magnitude + true phase", istft(torch.polar(decoded.abs(), true.angle())), None
+    yield "decoder magnitude + true frequency", istft(torch.polar(decoded.abs(), integrated_frequency(true))), None
+    per_10s = 10 * codec.cfg.sample_rate / waves.numel()  # CPU seconds for the batch -> per 10 s of audio
+    for window, iterations in ((1920, 0), (1920, 8), (3840, 8)):
+        mag = torch.stft(waves, window, 480, window=torch.hann_window(window), return_complex=True).abs()
+        start = time.process_time()
+        if iterations:
+            wave = magnitude_to_wave(mag, window, 480, length, iterations)
+        else:
+            wave = torch.istft(torch.polar(mag, phase_from_magnitude(mag, window, 480)), window, 480,
+                               window=torch.hann_window(window), length=length)
+        name = f"{window} window + " + ("vocoder + Griffin-Lim" if iterations else "phase vocoder")
+        yield name, wave, (time.process_time() - start) * per_10s
 
 
 def main(argv=None) -> int:
@@ -83,10 +99,11 @@ def main(argv=None) -> int:
     labels = synthcaps.split_labels(preset, "validation")[: args.clips]
     folder, sr = synthcaps.dataset_dir(preset), preset.data.sample_rate
     start, rows = time.process_time(), []
-    for name, audio in variants(codec, waves):
+    for name, audio, seconds in variants(codec, waves):
         f1 = float(np.mean([r["f1"] for r in score_against_synthcaps(audio.numpy(), sr, folder, labels)]))
-        rows.append({"variant": name, "note_f1": f1})
-        print(f"{name:36s} note F1 {f1:.3f}", flush=True)
+        rows.append({"variant": name, "note_f1": f1, "cpu_seconds_per_10s": seconds})
+        timing = "" if seconds is None else f"   ({seconds:.2f} CPU-s per 10 s)"
+        print(f"{name:36s} note F1 {f1:.3f}{timing}", flush=True)
     cpu = (time.process_time() - start) / 60
     print(f"{len(waves)} validation clips, {cpu:.1f} CPU-min")
     if args.json:
