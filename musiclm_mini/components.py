@@ -154,6 +154,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
     # stages read its tokens (`Preset.codec_component`), the colab and paper ones SoundStream's (Chapter 3).
     Component("spectral-codec", "3", "musiclm_mini.tokenizers.spectral_codec:spectral_codec_config",
               "musiclm_mini.train.spectral_codec:train_spectral_codec"),
+    # Chapter 3's next codec: long-window magnitudes in and out, the phase from a phase vocoder; not trained yet.
+    Component("magnitude-codec", "3", "musiclm_mini.tokenizers.spectral_codec:magnitude_codec_config",
+              "musiclm_mini.train.spectral_codec:train_magnitude_codec", shipped=False),
     Component("w2v-bert", "4", "musiclm_mini.tokenizers.w2v_bert:w2v_bert_config",
               "musiclm_mini.train.w2v_bert:train_w2v_bert"),
     Component("kmeans", "4", "musiclm_mini.tokenizers.kmeans:kmeans_config", "musiclm_mini.train.w2v_bert:train_kmeans",

@@ -180,6 +180,7 @@ QUICK = ["--preset", "tiny", "--steps", "2", "--quiet", "--threads", "1", "--val
 @pytest.mark.parametrize("name,extra", [
     ("codec", ["--data", "sines", "--set", "codec.channels=8"]),
     ("spectral-codec", ["--data", "sines"]),
+    ("magnitude-codec", ["--data", "sines"]),
     ("w2v-bert", ["--data", "sines", "--set", "semantic.d_ff=64"]),
     ("kmeans", ["--data", "sines"]),
     ("mfcc", ["--data", "sines"]),

@@ -84,3 +84,35 @@ def test_phase_derivative_loss_ignores_the_absolute_phase_but_not_the_frequency(
     detuned = float(phase_derivative_loss(tone(440, 0.0), tone(452, 0.0), 960, 240))
     noisy = float(phase_derivative_loss(tone(440, 0.0), torch.randn(1, 12_000), 960, 240))
     assert shifted < 0.1 < 0.3 < detuned and noisy > 0.8, (shifted, detuned, noisy)  # edge frames: not 0
+
+
+# --- the magnitude codec: magnitudes in and out, the phase from the phase vocoder ---------------------------------
+SMALL_VOCODER = dataclasses.replace(SMALL, n_fft=1920, frame_hop=480, synthesis="vocoder")
+
+
+def test_the_magnitude_codec_keeps_the_token_interface_and_writes_no_phase():
+    from musiclm_mini.tokenizers.spectral_codec import magnitude_codec_config
+    preset = get_preset("tiny")
+    codec = SpectralCodec(magnitude_codec_config(preset))
+    wave = 0.1 * torch.randn(2, 24_000 + 100)
+    tokens = codec.encode(wave)
+    assert tokens.shape == (2, 8, 26) and codec.cfg.bins == 961 and codec.cfg.upsample == 2
+    assert codec.decoder.head.out_features == codec.cfg.bins  # log-magnitude only
+    assert codec.reconstruct(wave).shape == wave.shape
+    out = codec(wave)  # training pass: log-magnitudes, shaped as the magnitudes the encoder reads
+    assert out.audio.shape == codec.magnitudes(wave).shape == (2, 961, 26 * 2)
+    with pytest.raises(ValueError, match="synthesis"):
+        SpectralCodec(dataclasses.replace(SMALL, synthesis="griffin"))
+
+
+def test_a_few_magnitude_steps_lower_its_loss_and_the_shipped_configs_are_unchanged():
+    torch.manual_seed(0)
+    codec = SpectralCodec(SMALL_VOCODER)
+    opt = torch.optim.AdamW(codec.parameters(), lr=3e-3)
+    wave = sine_clips(4, 0.4, 24_000, seed=3)
+    first = spectral_codec_step(codec, None, opt, None, wave, 0, 24_000)
+    assert {"log_magnitude", "convergence", "commit", "total"} <= set(first)
+    for step in range(1, 40):
+        last = spectral_codec_step(codec, None, opt, None, wave, step, 24_000)
+    assert last["log_magnitude"] < 0.7 * first["log_magnitude"]
+    assert spectral_codec_config(get_preset("tiny")).synthesis == "phase"  # the shipped codec writes its phase

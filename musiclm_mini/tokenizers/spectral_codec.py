@@ -9,6 +9,13 @@ codec whose every layer runs at a *frame* rate, as Vocos (Siuzdak, 2023) does fo
     tokens --> ConvNeXt @ 25 Hz --> x4 upsample --> ConvNeXt @ 100 Hz --> magnitude, phase (B, F, T/h)
                 --inverse STFT--> wave (B, T)
 
+With `synthesis="vocoder"` (the `magnitude-codec` component, Chapter 3's next codec) the decoder writes
+magnitudes only and `tokenizers/phase_vocoder.py` finds their phase, which needs long windows (1920 samples:
+12.5 Hz bins, where the partials of a note are separate peaks):
+
+    tokens --> ConvNeXt @ 25 Hz --> x2 upsample --> ConvNeXt @ 50 Hz --> log-magnitude (B, F, T/h)
+                --phase vocoder + Griffin-Lim--> wave (B, T)
+
 The token interface (`encode`, `decode`, `hop`, `cfg.rvq`) is SoundStream's, so every later chapter
 works with either. Two honest departures: the encoder reads the STFT magnitude (the phase of the
 input is never seen, so the decoder invents a phase: waveform SNR is poor even when the sound is
@@ -25,6 +32,7 @@ from torch.nn import functional as F
 
 from ..audio import check_waveforms
 from ..config import RVQConfig
+from .phase_vocoder import magnitude_to_wave
 from .quantize import ResidualVQ
 from .soundstream import CodecOutput, check_tokens
 
@@ -41,6 +49,8 @@ class SpectralCodecConfig:
     encoder_blocks: tuple[int, int] = (2, 2)  # blocks at the frame rate, then at the token rate
     decoder_blocks: tuple[int, int] = (4, 4)  # blocks at the token rate, then at the frame rate
     rvq: RVQConfig = field(default_factory=lambda: RVQConfig(8, 256, 64, dead_code_threshold=0.1))
+    synthesis: str = "phase"  # "phase": the decoder writes magnitude and phase; "vocoder": magnitude only
+    griffin_lim_iterations: int = 8  # "vocoder": Griffin-Lim iterations after the phase vocoder
 
     @property
     def frame_rate(self) -> float:
@@ -103,14 +113,21 @@ class SpectralDecoder(nn.Module):
         self.up = nn.ConvTranspose1d(cfg.dim, cfg.dim, cfg.upsample, stride=cfg.upsample)
         self.frame_blocks = blocks(cfg.dim, cfg.decoder_blocks[1])
         self.norm = nn.LayerNorm(cfg.dim)
-        self.head = nn.Linear(cfg.dim, 2 * cfg.bins)  # log-magnitude and phase of every bin
+        self.writes_phase = cfg.synthesis == "phase"
+        self.head = nn.Linear(cfg.dim, (2 if self.writes_phase else 1) * cfg.bins)  # log-magnitude (and phase) per bin
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def log_magnitude_and_phase(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T', rvq.dim) -> log-magnitude (B, F, N) and phase (B, F, N), or None when the decoder writes none."""
         x = self.token_blocks(self.proj(z.transpose(1, 2)))  # (B, D, T')
         x = self.frame_blocks(self.up(x))  # (B, D, N)
-        logmag, phase = self.head(self.norm(x.transpose(1, 2))).transpose(1, 2).chunk(2, dim=1)  # (B, F, N) each
+        out = self.head(self.norm(x.transpose(1, 2))).transpose(1, 2)  # (B, 2F or F, N)
+        return out.chunk(2, dim=1) if self.writes_phase else (out, None)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, T', rvq.dim) -> STFT (B, F, N): complex, or magnitudes when the decoder writes no phase."""
+        logmag, phase = self.log_magnitude_and_phase(z)
         magnitude = torch.exp(logmag).clamp(max=100.0)  # Vocos: exp, clipped so early training cannot explode
-        return torch.polar(magnitude, phase)  # (B, F, N) complex
+        return magnitude if phase is None else torch.polar(magnitude, phase)
 
 
 class SpectralCodec(nn.Module):
@@ -125,6 +142,8 @@ class SpectralCodec(nn.Module):
         super().__init__()
         if cfg.hop % cfg.frame_hop:
             raise ValueError(f"hop {cfg.hop} must be a multiple of frame_hop {cfg.frame_hop}")
+        if cfg.synthesis not in ("phase", "vocoder"):
+            raise ValueError(f"synthesis must be 'phase' or 'vocoder', got {cfg.synthesis!r}")
         self.cfg = cfg
         self.encoder = SpectralEncoder(cfg)
         self.quantizer = ResidualVQ.from_config(cfg.rvq)
@@ -135,24 +154,36 @@ class SpectralCodec(nn.Module):
     def hop(self) -> int:
         return self.cfg.hop
 
-    def _latents(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, T) -> (B, ceil(T / hop), rvq.dim): pad to whole token frames, STFT, encode."""
+    def magnitudes(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> |STFT| (B, F, ceil(T / hop) * hop / frame_hop): what the encoder reads (and a vocoder decoder writes)."""
         wave = F.pad(wave, (0, -wave.shape[-1] % self.cfg.hop))
         spec = torch.stft(wave, self.cfg.n_fft, self.cfg.frame_hop, window=self.window, return_complex=True)
-        logmag = torch.log(spec.abs()[..., :-1] + 1e-5)  # (B, F, T / frame_hop): centred frames, last dropped
-        return self.encoder(logmag)
+        return spec.abs()[..., :-1]  # centred frames, the last dropped: N = T / frame_hop
+
+    def _latents(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, ceil(T / hop), rvq.dim): pad to whole token frames, STFT, encode."""
+        return self.encoder(torch.log(self.magnitudes(wave) + 1e-5))
 
     def _synthesize(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, T', rvq.dim) -> (B, T' * hop) through the inverse STFT."""
+        """(B, T', rvq.dim) -> (B, T' * hop) through the inverse STFT (or the phase vocoder)."""
         spec = self.decoder(z)  # (B, F, N)
         spec = torch.cat([spec, spec[..., -1:]], dim=-1)  # centred iSTFT wants N + 1 frames for N * frame_hop samples
         length = z.shape[1] * self.cfg.hop
+        if not spec.is_complex():  # magnitudes only: the phase vocoder finds a phase
+            return magnitude_to_wave(spec, self.cfg.n_fft, self.cfg.frame_hop, length, self.cfg.griffin_lim_iterations)
         return torch.istft(spec, self.cfg.n_fft, self.cfg.frame_hop, window=self.window, length=length)
 
     def forward(self, wave: torch.Tensor, n_q: int | None = None) -> CodecOutput:
-        """Training pass: reconstruction, tokens and commitment loss (Chapter 3)."""
+        """Training pass: reconstruction, tokens and commitment loss (Chapter 3).
+
+        With `synthesis="vocoder"`, `audio` holds the decoded log-magnitudes (B, F, N) instead: the training loss
+        compares magnitudes, and the phase vocoder runs only when the codec is heard (`decode`).
+        """
         wave = check_waveforms(wave, "SpectralCodec")
         q = self.quantizer(self._latents(wave), n_q=n_q)  # quantized (B, T', D), codes (B, Q', T')
+        if not self.decoder.writes_phase:
+            return CodecOutput(audio=self.decoder.log_magnitude_and_phase(q.quantized)[0], codes=q.codes,
+                               commit_loss=q.loss)
         audio = self._synthesize(q.quantized)[..., : wave.shape[-1]]
         return CodecOutput(audio=audio, codes=q.codes, commit_loss=q.loss)
 
@@ -176,3 +207,10 @@ class SpectralCodec(nn.Module):
 def spectral_codec_config(preset) -> SpectralCodecConfig:
     """What the `spectral-codec` component of `preset` is: the same token rate and RVQ as its SoundStream (Chapter 3)."""
     return SpectralCodecConfig(sample_rate=preset.codec.sample_rate, hop=preset.codec.hop, rvq=preset.codec.rvq)
+
+
+def magnitude_codec_config(preset) -> SpectralCodecConfig:
+    """The `magnitude-codec` component (Chapter 3, the next codec): the spectral codec over 1920-sample windows
+    at 50 Hz frames, whose decoder writes magnitudes for the phase vocoder; the same tokens' rate and RVQ."""
+    return SpectralCodecConfig(sample_rate=preset.codec.sample_rate, hop=preset.codec.hop, frame_hop=480, n_fft=1920,
+                               rvq=preset.codec.rvq, synthesis="vocoder")

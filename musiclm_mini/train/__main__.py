@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a preset field, e.g. --set codec.channels=8 (repeatable)")
         if name.endswith("-stage"):  # the Transformers: FSDP, bf16, accumulation (Chapter 11)
             add_scaling_flags(p)
-        if name == "spectral-codec":
+        if name in ("spectral-codec", "magnitude-codec"):
             p.add_argument("--training", action="append", metavar="FIELD=VALUE",
                            help="override a training setting, e.g. --training weight_phase=0 (repeatable)")
     ship = sub.add_parser("ship", help="copy a finished run into the package (float16), check and measure it")

@@ -32,6 +32,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # Chapter 3: the CPU codec, on SynthCaps' training clips plus 1,200 clips of 300 scores SynthCaps never uses.
     ("spectral-codec", "tiny"): Recipe(steps=4500, batch_size=8, lr=5e-4, val_every=250, checkpoint_every=250,
                                        threads=1, data="synthcaps+codec"),
+    # Chapter 3's next codec: the spectral codec's recipe, over 1920-sample windows with a magnitude decoder.
+    ("magnitude-codec", "tiny"): Recipe(steps=12000, batch_size=8, lr=5e-4, val_every=250, checkpoint_every=250,
+                                        threads=1, data="synthcaps+codec"),
     # Chapter 4: the preset's 2000 AdamW steps; then k-means and the MFCC baseline on the shipped model.
     ("w2v-bert", "tiny"): Recipe(threads=1),
     ("kmeans", "tiny"): Recipe(threads=1),

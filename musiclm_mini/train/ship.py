@@ -28,6 +28,7 @@ COPIED = ("log.jsonl", "data.json", "record.json", "metrics.json")  # what a run
 MEASURES = {
     "codec": "musiclm_mini.train.codec:measure_codec",
     "spectral-codec": "musiclm_mini.train.codec:measure_codec",
+    "magnitude-codec": "musiclm_mini.train.codec:measure_codec",
     "w2v-bert": "musiclm_mini.train.w2v_bert:measure_w2v_bert",
     "mulan": "musiclm_mini.train.mulan:measure_mulan",
     "semantic-stage": "musiclm_mini.train.stages:measure_stage",

@@ -1,5 +1,8 @@
 """Training the spectral codec: `python -m musiclm_mini.train spectral-codec --preset tiny` (Chapter 3).
 
+The same command trains the `magnitude-codec` (`python -m musiclm_mini.train magnitude-codec`), whose decoder
+writes magnitudes only: its loss compares them with the input's (`magnitude_losses`), no waveform is built.
+
 Not in MusicLM: the `tiny` preset's CPU codec (`tokenizers/spectral_codec.py`). One step is
 SoundStream's (`train/codec.py`) with Vocos' reconstruction loss: an L1 distance between log-mel
 spectrograms at several resolutions, which is also what the book's mel distance measures. The STFT
@@ -18,7 +21,7 @@ import torchaudio
 from ..components import checkpoint_config
 from ..config import Preset
 from ..tokenizers.codec_losses import STFTDiscriminator, feature_matching_loss, hinge_generator_loss
-from ..tokenizers.spectral_codec import SpectralCodec, spectral_codec_config
+from ..tokenizers.spectral_codec import SpectralCodec
 from .codec import codec_batch, judge_levels, level_figures, load_splits, record_data, update_codec
 from .distributed import Runtime, unwrap, wrap_ddp
 from .loop import Run, fit, fit_options
@@ -38,6 +41,9 @@ class SpectralCodecTraining:
     weight_stft: float = 10.0
     # Phase coherence without a discriminator: instantaneous frequency and group delay (APNet's idea).
     weight_phase: float = 10.0
+    # The magnitude codec ("vocoder" synthesis): L1 of log-magnitudes and spectral convergence, at its own window.
+    weight_log_magnitude: float = 15.0
+    weight_convergence: float = 10.0
     weight_adversarial: float = 1.0
     weight_feature: float = 5.0
     # On one CPU thread the STFT discriminator costs more than the codec: no adversarial phase yet.
@@ -107,11 +113,24 @@ def phase_derivative_loss(x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int
     return in_time + in_freq
 
 
+def magnitude_losses(logmag_hat: torch.Tensor, magnitude: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Decoded log-magnitudes (B, F, N) against the input's magnitudes (B, F, N) (Chapter 3): mean |log difference|,
+    which hears quiet bins, and spectral convergence, ruled by the partials of the notes."""
+    log_l1 = (logmag_hat - torch.log(magnitude + 1e-5)).abs().mean()
+    convergence = torch.linalg.vector_norm(magnitude - torch.exp(logmag_hat)) / (torch.linalg.vector_norm(magnitude) + 1e-7)
+    return {"log_magnitude": log_l1, "convergence": convergence}
+
+
 def spectral_codec_step(codec, disc, opt_g, opt_d, wave: torch.Tensor, step: int, sample_rate: int,
                         training: SpectralCodecTraining = TRAINING) -> dict[str, float]:
     """One generator update (and a discriminator update once adversarial training has started) (Chapter 3)."""
     codec.train()
-    out = codec(wave)  # reconstruction (B, T), codes (B, Q', T'), commit loss
+    out = codec(wave)  # reconstruction (B, T) (or log-magnitudes (B, F, N)), codes (B, Q', T'), commit loss
+    if unwrap(codec).cfg.synthesis == "vocoder":  # the magnitude codec: no waveform, no discriminator
+        losses = {**magnitude_losses(out.audio, unwrap(codec).magnitudes(wave)), "commit": out.commit_loss}
+        losses["total"] = (training.weight_log_magnitude * losses["log_magnitude"]
+                           + training.weight_convergence * losses["convergence"] + out.commit_loss)
+        return update_codec(codec, None, opt_g, opt_d, losses, wave, out)
     losses = {"mel": log_mel_loss(wave, out.audio, sample_rate, training.mel_windows), "commit": out.commit_loss}
     total = training.weight_mel * losses["mel"] + out.commit_loss
     if training.weight_stft > 0:
@@ -195,9 +214,12 @@ def judge_codec(codec, preset: Preset) -> dict[str, float]:
     return {**judge_levels(codec, preset), **_validation_notes(preset)(codec)}
 
 
-def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
-    """The `spectral-codec` subcommand of `python -m musiclm_mini.train` (Chapter 3)."""
-    cfg, tc = spectral_codec_config(preset), preset.train
+def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime,
+                         component: str = "spectral-codec") -> Run:
+    """The `spectral-codec` (and `magnitude-codec`) subcommand of `python -m musiclm_mini.train` (Chapter 3)."""
+    from ..components import component as component_spec
+
+    cfg, tc = component_spec(component).config_for(preset), preset.train
     training = training_settings(getattr(args, "training", None))
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     codec = SpectralCodec(cfg).to(runtime.device)
@@ -223,10 +245,15 @@ def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runt
     def validate() -> dict[str, float]:
         return {**level_figures(codec, val_clips), **(notes(codec) if notes else {}), "cpu_minutes": run.elapsed / 60}
 
-    run = Run(name=f"spectral-codec-{preset.name}", out_dir=args.out,
-              config=checkpoint_config("spectral-codec", cfg, preset.name), model=codec,
+    run = Run(name=f"{component}-{preset.name}", out_dir=args.out,
+              config=checkpoint_config(component, cfg, preset.name), model=codec,
               optimizers={"generator": opt_g, "discriminator": opt_d}, runtime=runtime, steps=tc.steps,
               base_lr=tc.learning_rate, warmup=training.warmup_steps, val_every=tc.val_every,
               checkpoint_every=tc.checkpoint_every, seed=tc.seed, extra_modules={"discriminator": disc},
               quiet=args.quiet)
     return fit(run, step_fn, validate, **fit_options(args))
+
+
+def train_magnitude_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime) -> Run:
+    """`python -m musiclm_mini.train magnitude-codec`: the spectral codec that writes magnitudes for the phase vocoder."""
+    return train_spectral_codec(preset, args, runtime, component="magnitude-codec")
