@@ -24,6 +24,7 @@ preset keeps SoundStream as the paper describes it.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -212,5 +213,4 @@ def spectral_codec_config(preset) -> SpectralCodecConfig:
 def magnitude_codec_config(preset) -> SpectralCodecConfig:
     """The `magnitude-codec` component (Chapter 3, the next codec): the spectral codec over 1920-sample windows
     at 50 Hz frames, whose decoder writes magnitudes for the phase vocoder; the same tokens' rate and RVQ."""
-    return SpectralCodecConfig(sample_rate=preset.codec.sample_rate, hop=preset.codec.hop, frame_hop=480, n_fft=1920,
-                               rvq=preset.codec.rvq, synthesis="vocoder")
+    return dataclasses.replace(spectral_codec_config(preset), frame_hop=480, n_fft=1920, synthesis="vocoder")

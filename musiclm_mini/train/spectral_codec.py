@@ -18,6 +18,7 @@ from functools import lru_cache
 import torch
 import torchaudio
 
+from .. import components
 from ..components import checkpoint_config
 from ..config import Preset
 from ..tokenizers.codec_losses import STFTDiscriminator, feature_matching_loss, hinge_generator_loss
@@ -217,9 +218,7 @@ def judge_codec(codec, preset: Preset) -> dict[str, float]:
 def train_spectral_codec(preset: Preset, args: argparse.Namespace, runtime: Runtime,
                          component: str = "spectral-codec") -> Run:
     """The `spectral-codec` (and `magnitude-codec`) subcommand of `python -m musiclm_mini.train` (Chapter 3)."""
-    from ..components import component as component_spec
-
-    cfg, tc = component_spec(component).config_for(preset), preset.train
+    cfg, tc = components.component(component).config_for(preset), preset.train
     training = training_settings(getattr(args, "training", None))
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     codec = SpectralCodec(cfg).to(runtime.device)
