@@ -3,6 +3,8 @@
     python scripts/measure_codec.py --split validation                 # while choosing (default)
     python scripts/measure_codec.py --split test --json codec-test.json  # once, for the record
     python scripts/measure_codec.py --components codec --clips 8 --seconds 4  # a quick look
+    python scripts/measure_codec.py --components spectral-codec --codec-run magnitude-codec=runs/magnitude-codec-tiny
+                                                       # a training run's checkpoint beside the shipped codec
 
 For the originals, the codec decoded from its first 1, 2, 4, ... levels, and Opus at 6 and 12 kbps
 (ffmpeg's libopus), it prints:
@@ -39,7 +41,8 @@ def systems(codecs: dict, waves: torch.Tensor, sample_rate: int, opus_kbps: tupl
         yield f"Opus {kbps:g} kbps", kbps, opus_batch(waves, sample_rate, kbps)
 
 
-def measure(components: list[str], split: str, clips: int, seconds: float, opus_kbps: tuple[float, ...]) -> dict:
+def measure(components: list[str], split: str, clips: int, seconds: float, opus_kbps: tuple[float, ...],
+            runs: dict[str, str] | None = None) -> dict:
     from musiclm_mini.components import load
     from musiclm_mini.config import get_preset
     from musiclm_mini.data import synthcaps
@@ -50,6 +53,8 @@ def measure(components: list[str], split: str, clips: int, seconds: float, opus_
     preset = get_preset("tiny")
     sr = preset.data.sample_rate
     codecs = {name: load(name, preset="tiny") for name in components}
+    for name, folder in (runs or {}).items():  # a run's checkpoint: its own config.json says what it is
+        codecs[f"{name} ({os.path.basename(os.path.normpath(folder))})"] = load(name, path=folder)
     mulan = load("mulan", preset="tiny")
     waves = synthcaps.split_waveforms(preset, split)[:clips, : int(seconds * sr)]
     labels = synthcaps.split_labels(preset, split)[:clips]
@@ -65,7 +70,7 @@ def measure(components: list[str], split: str, clips: int, seconds: float, opus_
                      "mcc_own": adherence["mcc"], "mcc_other": adherence["shuffled"], "mcc_p": adherence["p_permutation"],
                      "note_f1": float(np.mean([n["f1"] for n in notes])),
                      "seconds_to_measure": time.time() - start})
-    return {"components": components, "split": split, "clips": len(captions), "seconds": seconds, "rows": rows}
+    return {"components": components + [f"{n}={f}" for n, f in (runs or {}).items()], "split": split, "clips": len(captions), "seconds": seconds, "rows": rows}
 
 
 def print_table(result: dict) -> None:
@@ -77,9 +82,19 @@ def print_table(result: dict) -> None:
               f"{r['mcc_other']:7.3f} {r['mcc_p']:6.3f} {r['note_f1']:8.3f}")
 
 
+def _run_spec(spec: str) -> tuple[str, str]:
+    """'magnitude-codec=runs/magnitude-codec-tiny' -> ('magnitude-codec', 'runs/magnitude-codec-tiny')."""
+    name, sep, folder = spec.partition("=")
+    if not sep or not name or not folder:
+        raise ValueError(f"--codec-run wants COMPONENT=DIR, got {spec!r}")
+    return name, folder
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--components", nargs="+", default=["codec", "spectral-codec"], help="codec components to measure")
+    parser.add_argument("--codec-run", action="append", default=[], metavar="COMPONENT=DIR",
+                        help="also measure a training run's checkpoint, e.g. magnitude-codec=runs/magnitude-codec-tiny")
     parser.add_argument("--split", default="validation", choices=("validation", "test"))
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -90,7 +105,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        result = measure(args.components, args.split, args.clips, args.seconds, tuple(args.opus))
+        runs = dict(_run_spec(spec) for spec in args.codec_run)
+        result = measure(args.components, args.split, args.clips, args.seconds, tuple(args.opus), runs)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
