@@ -9,7 +9,8 @@ from musiclm_mini.errors import AudioError
 from musiclm_mini.tokenizers.soundstream import SoundStream
 from musiclm_mini.tokenizers.spectral_codec import SpectralCodec, SpectralCodecConfig, spectral_codec_config
 from musiclm_mini.train.codec import sine_clips
-from musiclm_mini.train.spectral_codec import TRAINING, log_mel_loss, phase_derivative_loss, spectral_codec_step, stft_loss
+from musiclm_mini.train.spectral_codec import (TRAINING, log_mel_loss, magnitude_losses, phase_derivative_loss,
+                                              spectral_codec_step, stft_loss)
 
 SMALL = SpectralCodecConfig(dim=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1), rvq=RVQConfig(4, 32, 16))
 
@@ -116,3 +117,19 @@ def test_a_few_magnitude_steps_lower_its_loss_and_the_shipped_configs_are_unchan
         last = spectral_codec_step(codec, None, opt, None, wave, step, 24_000)
     assert last["log_magnitude"] < 0.7 * first["log_magnitude"]
     assert spectral_codec_config(get_preset("tiny")).synthesis == "phase"  # the shipped codec writes its phase
+
+
+def test_the_magnitude_mel_term_is_zero_on_a_copy_and_sees_a_missing_band():
+    wave = sine_clips(2, 0.5, 24_000, seed=1)
+    codec = SpectralCodec(SMALL_VOCODER)
+    magnitude = codec.magnitudes(wave)  # (B, F, N)
+    assert "mel" not in magnitude_losses(torch.log(magnitude + 1e-5), magnitude)  # only when asked
+    assert magnitude_losses(torch.log(magnitude), magnitude, 24_000)["mel"] < 1e-3
+    dimmed = magnitude.clone()
+    dimmed[:, magnitude.shape[1] // 2:] *= 0.01  # the upper half of the spectrum 40 dB down
+    assert magnitude_losses(torch.log(dimmed), magnitude, 24_000)["mel"] > 0.5
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(codec.parameters(), lr=3e-3)
+    training = dataclasses.replace(TRAINING, weight_magnitude_mel=15.0)
+    losses = spectral_codec_step(codec, None, opt, None, wave, 0, 24_000, training)
+    assert losses["mel"] > 0 and losses["total"] > 15.0 * losses["mel"]
