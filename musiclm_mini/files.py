@@ -41,3 +41,18 @@ def exclusive_lock(path: str | os.PathLike):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_once(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """`path`, made first by `write(tmp)` (as `atomic_write`) if missing: a cache several processes may want at once.
+
+    The first process takes the lock `.<name>.lock` beside `path` and builds; the others (a notebook and a
+    test worker, say) wait on the lock, then find the finished file and build nothing.
+    """
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(path.with_name(f".{path.name}.lock")):
+            if not path.exists():  # nobody finished it while we waited
+                atomic_write(path, write)
+    return path

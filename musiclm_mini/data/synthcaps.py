@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write, exclusive_lock
+from ..files import build_once, exclusive_lock
 from . import captions, render, scores
 
 GENERATOR_VERSION = 3  # bump when the generator changes: stale data sets are rebuilt
@@ -330,19 +330,16 @@ def waveforms_from_dir(path, split: str):
 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
-    cache = Path(path) / f"waveforms-{split}.npy"
-    if not cache.exists():
+
+    def write(tmp: Path) -> None:
         from datasets import Audio, load_from_disk
 
         ds = load_from_disk(str(path))[split].cast_column("audio", Audio(decode=False))
         arrays = [render.decode_wav_int16(a["bytes"])[0] for a in ds["audio"]]
-        pcm = np.stack(arrays) if arrays else np.zeros((0, 0), np.int16)
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path
+            np.save(f, np.stack(arrays) if arrays else np.zeros((0, 0), np.int16))
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path
-                np.save(f, pcm)
-
-        atomic_write(cache, write)
+    cache = build_once(Path(path) / f"waveforms-{split}.npy", write)  # one process decodes, the others wait
     pcm = np.load(cache)  # (N, T) int16: 16-bit is all the WAVs hold, at half the size of float32
     return torch.from_numpy(pcm.astype(np.float32) / 32768.0)
 

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ..components import token_sources
 from ..config import Preset
-from ..files import atomic_write
+from ..files import atomic_write, build_once
 from .tokens import Stage
 
 
@@ -100,8 +100,12 @@ def extract_tokens(waves: Tensor, codec, semantic, mulan, batch_size: int = 16, 
 
 def save_tokens(path: str | os.PathLike, tokens: TokenSet, meta: dict) -> None:
     """Write a TokenSet as int16 safetensors, atomically (Chapter 6)."""
+    atomic_write(path, lambda tmp: _write_tokens(tmp, tokens, meta))
+
+
+def _write_tokens(path: Path, tokens: TokenSet, meta: dict) -> None:
     small = {k: v.to(torch.int16).contiguous() for k, v in tokens.tensors().items()}  # codes < 32768
-    atomic_write(path, lambda tmp: save_file(small, str(tmp), metadata={"meta": json.dumps(meta, sort_keys=True)}))
+    save_file(small, str(path), metadata={"meta": json.dumps(meta, sort_keys=True)})
 
 
 def load_tokens(path: str | os.PathLike) -> tuple[TokenSet, dict]:
@@ -120,19 +124,18 @@ def cached_tokens(preset: Preset, split: str, codec, semantic, mulan, waves: Ten
     split's audio (tests, extra clips); by default `synthcaps.split_waveforms`.
     """
     prints = token_sources(codec, semantic, mulan)
-    path = cache_path(preset, split, prints, root)
-    if path.exists():
-        return load_tokens(path)[0]
-    if callable(waves):
-        waves = waves()
-    if waves is None:
-        from ..data import synthcaps
 
-        synthcaps.ensure_synthcaps(preset)
-        waves = synthcaps.split_waveforms(preset, split)
-    tokens = extract_tokens(waves, codec, semantic, mulan, progress=progress)
-    save_tokens(path, tokens, {"preset": preset.name, "split": split, "sources": prints, "clips": len(tokens)})
-    return tokens
+    def extract(tmp: Path) -> None:  # only when the cache is missing; another process waits meanwhile (build_once)
+        clips = waves() if callable(waves) else waves
+        if clips is None:
+            from ..data import synthcaps
+
+            synthcaps.ensure_synthcaps(preset)
+            clips = synthcaps.split_waveforms(preset, split)
+        tokens = extract_tokens(clips, codec, semantic, mulan, progress=progress)
+        _write_tokens(tmp, tokens, {"preset": preset.name, "split": split, "sources": prints, "clips": len(tokens)})
+
+    return load_tokens(build_once(cache_path(preset, split, prints, root), extract))[0]
 
 
 # ---------------------------------------------------------------------------------------------

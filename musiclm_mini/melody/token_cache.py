@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..components import fingerprint
 from ..config import Preset
-from ..files import atomic_write
+from ..files import build_once
 from ..hierarchy.token_cache import cache_path
 from ..hierarchy.token_cache import TokenGrid
 from .alignment import MelodyGrid, grid_windows
@@ -73,13 +73,14 @@ def cached_melody_codes(preset: Preset, split: str, embedder, waves: Tensor | Ca
     """
     grid = grid or MelodyGrid.from_preset(preset)
     path = melody_cache_path(preset, split, embedder, root, grid)
-    if path.exists():
-        return load_file(str(path))["codes"].long()
-    codes = melody_window_codes(embedder, _waves(preset, split, waves), grid, progress=progress)
-    meta = {"preset": preset.name, "split": split, "melody-embedder": fingerprint(embedder), "clips": len(codes)}
-    atomic_write(path, lambda tmp: save_file({"codes": codes.to(torch.int16).contiguous()}, str(tmp),
-                                             metadata={"meta": json.dumps(meta, sort_keys=True)}))
-    return codes
+
+    def compute(tmp: Path) -> None:  # only when the cache is missing; another process waits meanwhile (build_once)
+        codes = melody_window_codes(embedder, _waves(preset, split, waves), grid, progress=progress)
+        meta = {"preset": preset.name, "split": split, "melody-embedder": fingerprint(embedder), "clips": len(codes)}
+        save_file({"codes": codes.to(torch.int16).contiguous()}, str(tmp),
+                  metadata={"meta": json.dumps(meta, sort_keys=True)})
+
+    return load_file(str(build_once(path, compute)))["codes"].long()
 
 
 def _waves(preset: Preset, split: str, waves: Tensor | Callable | None) -> Tensor:
@@ -102,12 +103,13 @@ def cached_chroma_tokens(preset: Preset, split: str, waves: Tensor | Callable | 
     """
     unit = TokenGrid.from_preset(preset).unit
     path = cache_path(preset, f"{split}-chroma", {"chroma": CHROMA_VERSION, "unit": unit}, root)
-    if path.exists():
-        return load_file(str(path))["tokens"].long()
-    x = _waves(preset, split, waves)
-    tokens = torch.cat([chroma_tokens(chunk.float(), preset.codec.sample_rate, unit)
-                        for chunk in tqdm(x.split(32), desc="chroma tokens", disable=not progress)])  # (N, U)
-    meta = {"preset": preset.name, "split": split, "chroma": CHROMA_VERSION, "clips": len(tokens)}
-    atomic_write(path, lambda tmp: save_file({"tokens": tokens.to(torch.int16).contiguous()}, str(tmp),
-                                             metadata={"meta": json.dumps(meta, sort_keys=True)}))
-    return tokens
+
+    def compute(tmp: Path) -> None:
+        x = _waves(preset, split, waves)
+        tokens = torch.cat([chroma_tokens(chunk.float(), preset.codec.sample_rate, unit)
+                            for chunk in tqdm(x.split(32), desc="chroma tokens", disable=not progress)])  # (N, U)
+        meta = {"preset": preset.name, "split": split, "chroma": CHROMA_VERSION, "clips": len(tokens)}
+        save_file({"tokens": tokens.to(torch.int16).contiguous()}, str(tmp),
+                  metadata={"meta": json.dumps(meta, sort_keys=True)})
+
+    return load_file(str(build_once(path, compute)))["tokens"].long()

@@ -90,13 +90,14 @@ def synthcaps_notes(preset, split: str) -> list[dict[str, np.ndarray]]:
     raises). Slow the first time (music21 parses each score); cached as an .npy file beside the data.
     """
     import dataclasses
-    import os
 
     from ..data import render, scores, synthcaps
+    from ..files import build_once
 
     cache = synthcaps.ensure_synthcaps(preset) / f"semantic-notes-{split}.npy"
     labels = synthcaps.split_labels(preset, split)
-    if not cache.exists():
+
+    def write(tmp) -> None:  # only when the cache is missing; another process waits meanwhile (build_once)
         cfg = dataclasses.asdict(preset.data)
         order = {sid: i for i, sid in enumerate(scores.list_sources(cfg["seed"], 4 * cfg["num_clips"] + 16))}
         rows, parsed = [], {}
@@ -113,10 +114,10 @@ def synthcaps_notes(preset, split: str) -> list[dict[str, np.ndarray]]:
                 n = part["notes"]
                 rows.append(np.column_stack([np.full(len(n), c), np.full(len(n), role), n]))
         table = np.concatenate(rows).astype(np.float32)  # (M, 6): clip, role, start, end, pitch, velocity
-        tmp = cache.with_suffix(f".tmp-{os.getpid()}.npy")
-        np.save(tmp, table)
-        os.replace(tmp, cache)
-    table = np.load(cache)
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path
+            np.save(f, table)
+
+    table = np.load(build_once(cache, write))
     return [{role: table[(table[:, 0] == c) & (table[:, 1] == r), 2:] for r, role in enumerate(ROLES)}
             for c in range(len(labels))]
 
