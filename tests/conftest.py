@@ -1,7 +1,7 @@
 """What the tests share: the micro preset, fake tokenizers, and the `slow` marker.
 
     pytest -m "not slow" tests     # the fast inner loop (under 3 minutes)
-    bash scripts/test.sh           # everything: every test, then every chapter under nbval
+    bash scripts/test.sh           # everything: every test and every chapter under nbval, on two workers
 """
 import dataclasses
 
