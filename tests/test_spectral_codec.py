@@ -10,7 +10,7 @@ from musiclm_mini.tokenizers.soundstream import SoundStream
 from musiclm_mini.tokenizers.spectral_codec import SpectralCodec, SpectralCodecConfig, spectral_codec_config
 from musiclm_mini.train.codec import sine_clips
 from musiclm_mini.train.spectral_codec import (TRAINING, log_mel_loss, magnitude_losses, phase_derivative_loss,
-                                              spectral_codec_step, stft_loss)
+                                              semitone_filters, spectral_codec_step, stft_loss)
 
 SMALL = SpectralCodecConfig(dim=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1), rvq=RVQConfig(4, 32, 16))
 
@@ -133,3 +133,32 @@ def test_the_magnitude_mel_term_is_zero_on_a_copy_and_sees_a_missing_band():
     training = dataclasses.replace(TRAINING, weight_magnitude_mel=15.0)
     losses = spectral_codec_step(codec, None, opt, None, wave, 0, 24_000, training)
     assert losses["mel"] > 0 and losses["total"] > 15.0 * losses["mel"]
+
+
+def test_semitone_filters_peak_at_their_pitch_and_leave_none_empty():
+    filters = semitone_filters(961, 24_000)  # 12.5 Hz bins, E1 (MIDI 28) .. C8 (108)
+    assert filters.shape == (961, 81) and bool((filters.sum(0) > 0).all())
+    assert int(filters[:, 69 - 28].argmax()) == round(440 / 12.5)  # A4's band is centred on 440 Hz
+    magnitude = SpectralCodec(SMALL_VOCODER).magnitudes(sine_clips(2, 0.5, 24_000, seed=2))
+    losses = magnitude_losses(torch.log(magnitude), magnitude, 24_000, semitones=True)
+    assert losses["semitone"] < 1e-3 and losses["mel"] < 1e-3
+
+
+def test_frozen_tokens_train_the_decoder_only_and_keep_every_token():
+    torch.manual_seed(0)
+    codec = SpectralCodec(SMALL_VOCODER)
+    wave = sine_clips(4, 0.4, 24_000, seed=3)
+    codec(wave)  # a normal training pass first: k-means initialises the codebooks
+    codec.eval()
+    tokens = codec.encode(wave)
+    frozen = {k: v.clone() for k, v in codec.state_dict().items() if not k.startswith("decoder.")}
+    decoder = {k: v.clone() for k, v in codec.decoder.state_dict().items()}
+    opt = torch.optim.AdamW(codec.parameters(), lr=3e-3)
+    training = dataclasses.replace(TRAINING, frozen_tokens=True, weight_semitone=10.0)
+    for step in range(3):
+        losses = spectral_codec_step(codec, None, opt, None, wave, step, 24_000, training)
+    assert losses["semitone"] > 0 and losses["commit"] == 0
+    assert all(torch.equal(v, codec.state_dict()[k]) for k, v in frozen.items())  # encoder, codebooks, EMA state
+    assert any(not torch.equal(v, codec.decoder.state_dict()[k]) for k, v in decoder.items())
+    codec.eval()
+    assert torch.equal(codec.encode(wave), tokens)

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from ..audio import check_waveforms
 from ..config import RVQConfig
 from .phase_vocoder import magnitude_to_wave
-from .quantize import ResidualVQ
+from .quantize import QuantizerOutput, ResidualVQ
 from .soundstream import CodecOutput, check_tokens
 
 
@@ -174,19 +174,33 @@ class SpectralCodec(nn.Module):
             return magnitude_to_wave(spec, self.cfg.n_fft, self.cfg.frame_hop, length, self.cfg.griffin_lim_iterations)
         return torch.istft(spec, self.cfg.n_fft, self.cfg.frame_hop, window=self.window, length=length)
 
-    def forward(self, wave: torch.Tensor, n_q: int | None = None) -> CodecOutput:
+    def forward(self, wave: torch.Tensor, n_q: int | None = None, frozen_tokens: bool = False) -> CodecOutput:
         """Training pass: reconstruction, tokens and commitment loss (Chapter 3).
 
         With `synthesis="vocoder"`, `audio` holds the decoded log-magnitudes (B, F, N) instead: the training loss
         compares magnitudes, and the phase vocoder runs only when the codec is heard (`decode`).
+        `frozen_tokens`: the encoder and quantizer run without gradients and without codebook updates, so the
+        tokens stay exactly those the stages above were trained on and only the decoder learns.
         """
         wave = check_waveforms(wave, "SpectralCodec")
-        q = self.quantizer(self._latents(wave), n_q=n_q)  # quantized (B, T', D), codes (B, Q', T')
+        if frozen_tokens:
+            q = self._frozen_quantize(wave, n_q)
+        else:
+            q = self.quantizer(self._latents(wave), n_q=n_q)  # quantized (B, T', D), codes (B, Q', T')
         if not self.decoder.writes_phase:
             return CodecOutput(audio=self.decoder.log_magnitude_and_phase(q.quantized)[0], codes=q.codes,
                                commit_loss=q.loss)
         audio = self._synthesize(q.quantized)[..., : wave.shape[-1]]
         return CodecOutput(audio=audio, codes=q.codes, commit_loss=q.loss)
+
+    @torch.no_grad()
+    def _frozen_quantize(self, wave: torch.Tensor, n_q: int | None) -> QuantizerOutput:
+        """The quantizer's output through its pure `encode` / `decode` (no EMA, no dead-code restarts), still
+        with quantizer dropout in training so the decoder keeps serving every bitrate."""
+        if n_q is None and self.training and self.quantizer.quantizer_dropout:
+            n_q = self.quantizer._random_levels(wave.device)
+        codes = self.quantizer.encode(self._latents(wave), n_q=n_q)  # (B, Q', T')
+        return QuantizerOutput(self.quantizer.decode(codes), codes, wave.new_zeros(()))
 
     @torch.no_grad()
     def encode(self, wave: torch.Tensor, n_q: int | None = None) -> torch.Tensor:

@@ -48,6 +48,12 @@ class SpectralCodecTraining:
     # ... and L1 of log-mels of those magnitudes: the book's mel distance hears mid-level bands that L1 over 961
     # bins, ruled by the quiet ones, barely trains (session 9: 1.67 nats there against 1.16 for the spectral codec).
     weight_magnitude_mel: float = 0.0
+    # ... and L1 of log-spectra in one band per semitone (E1-C8), which resolve the fundamentals that 64 mels blur
+    # below ~700 Hz: session 9 found the transcriber hears 3.5x more octave/fifth notes in this codec than in the
+    # originals (harmonics out of balance with their fundamentals).
+    weight_semitone: float = 0.0
+    # A decoder-only fine-tune: the encoder and quantizer frozen, so the tokens (and the stages trained on them) stay.
+    frozen_tokens: bool = False
     weight_adversarial: float = 1.0
     weight_feature: float = 5.0
     # On one CPU thread the STFT discriminator costs more than the codec: no adversarial phase yet.
@@ -123,19 +129,43 @@ def _mel_filters(bins: int, sample_rate: int, n_mels: int = 64) -> torch.Tensor:
     return torchaudio.functional.melscale_fbanks(bins, 0.0, sample_rate / 2, n_mels, sample_rate)
 
 
-def magnitude_losses(logmag_hat: torch.Tensor, magnitude: torch.Tensor, sample_rate: int | None = None
-                     ) -> dict[str, torch.Tensor]:
+@lru_cache(maxsize=4)
+def semitone_filters(bins: int, sample_rate: int, low: int = 28, high: int = 108) -> torch.Tensor:
+    """(F, high - low + 1) triangular filters, one per MIDI pitch low..high (E1-C8), over an STFT's `bins` (Chapter 3).
+
+    Each triangle spans a semitone either side of its pitch on a linear-frequency axis, but never less than one
+    bin either side: at 12.5 Hz bins the lowest semitones (2-3 Hz apart) share their nearest bins.
+    """
+    freqs = torch.linspace(0, sample_rate / 2, bins, dtype=torch.float64)  # (F,)
+    pitches = torch.arange(low, high + 1, dtype=torch.float64)
+    centre = 440.0 * 2 ** ((pitches - 69) / 12)  # (P,)
+    half_width = torch.maximum(centre * (2 ** (1 / 12) - 1), freqs.new_tensor(freqs[1].item()))  # (P,)
+    weights = (1 - (freqs[:, None] - centre[None]).abs() / half_width[None]).clamp(min=0)  # (F, P)
+    return weights.float()
+
+
+def _log_band_l1(magnitude: torch.Tensor, magnitude_hat: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """Mean |log band power difference|, bands = columns of `filters` (F, M) over power spectra (B, F, N)."""
+    band, band_hat = (torch.einsum("bfn,fm->bmn", m.pow(2), filters) for m in (magnitude, magnitude_hat))
+    return (torch.log(band_hat + 1e-5) - torch.log(band + 1e-5)).abs().mean()
+
+
+def magnitude_losses(logmag_hat: torch.Tensor, magnitude: torch.Tensor, sample_rate: int | None = None,
+                     semitones: bool = False) -> dict[str, torch.Tensor]:
     """Decoded log-magnitudes (B, F, N) against the input's magnitudes (B, F, N) (Chapter 3): mean |log difference|,
     which hears quiet bins, and spectral convergence, ruled by the partials of the notes. With `sample_rate`, also
-    "mel": mean |log-mel difference| of the two, 64 power mels from the same bins."""
+    "mel": mean |log-mel difference| of the two, 64 power mels from the same bins; with `semitones` too,
+    "semitone": the same over one band per semitone (`semitone_filters`)."""
     log_l1 = (logmag_hat - torch.log(magnitude + 1e-5)).abs().mean()
     magnitude_hat = torch.exp(logmag_hat)
     convergence = torch.linalg.vector_norm(magnitude - magnitude_hat) / (torch.linalg.vector_norm(magnitude) + 1e-7)
     losses = {"log_magnitude": log_l1, "convergence": convergence}
     if sample_rate is not None:
-        filters = _mel_filters(magnitude.shape[-2], sample_rate).to(magnitude.device)  # (F, M)
-        mel, mel_hat = (torch.einsum("bfn,fm->bmn", m.pow(2), filters) for m in (magnitude, magnitude_hat))
-        losses["mel"] = (torch.log(mel_hat + 1e-5) - torch.log(mel + 1e-5)).abs().mean()
+        bins = magnitude.shape[-2]
+        losses["mel"] = _log_band_l1(magnitude, magnitude_hat, _mel_filters(bins, sample_rate).to(magnitude.device))
+        if semitones:
+            filters = semitone_filters(bins, sample_rate).to(magnitude.device)
+            losses["semitone"] = _log_band_l1(magnitude, magnitude_hat, filters)
     return losses
 
 
@@ -143,13 +173,16 @@ def spectral_codec_step(codec, disc, opt_g, opt_d, wave: torch.Tensor, step: int
                         training: SpectralCodecTraining = TRAINING) -> dict[str, float]:
     """One generator update (and a discriminator update once adversarial training has started) (Chapter 3)."""
     codec.train()
-    out = codec(wave)  # reconstruction (B, T) (or log-magnitudes (B, F, N)), codes (B, Q', T'), commit loss
+    # reconstruction (B, T) (or log-magnitudes (B, F, N)), codes (B, Q', T'), commit loss
+    out = codec(wave, frozen_tokens=True) if training.frozen_tokens else codec(wave)
     if unwrap(codec).cfg.synthesis == "vocoder":  # the magnitude codec: no waveform, no discriminator
-        with_mel = sample_rate if training.weight_magnitude_mel > 0 else None
-        losses = {**magnitude_losses(out.audio, unwrap(codec).magnitudes(wave), with_mel), "commit": out.commit_loss}
+        bands = training.weight_magnitude_mel > 0 or training.weight_semitone > 0
+        losses = {**magnitude_losses(out.audio, unwrap(codec).magnitudes(wave), sample_rate if bands else None,
+                                     semitones=training.weight_semitone > 0), "commit": out.commit_loss}
         losses["total"] = (training.weight_log_magnitude * losses["log_magnitude"]
                            + training.weight_convergence * losses["convergence"] + out.commit_loss
-                           + training.weight_magnitude_mel * losses.get("mel", 0.0))
+                           + training.weight_magnitude_mel * losses.get("mel", 0.0)
+                           + training.weight_semitone * losses.get("semitone", 0.0))
         return update_codec(codec, None, opt_g, opt_d, losses, wave, out)
     losses = {"mel": log_mel_loss(wave, out.audio, sample_rate, training.mel_windows), "commit": out.commit_loss}
     total = training.weight_mel * losses["mel"] + out.commit_loss
