@@ -111,6 +111,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_table(result)
+    result["command"] = "python scripts/measure_codec.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result["cpu_seconds"] = round(time.process_time(), 1)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
