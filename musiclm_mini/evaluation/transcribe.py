@@ -174,6 +174,34 @@ def note_f1(reference, estimate, onset_tolerance: float = 0.05, octave_invariant
     return {"precision": float(p), "recall": float(r), "f1": float(f), "reference": len(ref), "estimate": len(est)}
 
 
+HEARD_KINDS = ("found", "fragment", "octave or fifth", "other")
+
+
+def heard_note_kinds(reference, estimate, onset_tolerance: float = 0.05) -> dict[str, int]:
+    """What each heard note is, against the true notes (Chapter 3): a count per kind in `HEARD_KINDS`.
+
+    found: a true note of the same pitch starts within `onset_tolerance` (what note F1 rewards, though F1 also
+    matches each true note only once);
+    fragment: no such onset, but a true note of that pitch is sounding (a note heard twice);
+    octave or fifth: a true note sounding 7, 12, 19 or 24 semitones below or above (a harmonic heard as a note);
+    other: none of these. Pitches are rounded to semitones.
+    """
+    ref, est = _as_notes(reference), _as_notes(estimate)
+    counts = dict.fromkeys(HEARD_KINDS, 0)
+    for onset, _, pitch in est:
+        same = ref[np.round(ref[:, 2]) == round(pitch)] if len(ref) else ref
+        sounding = ref[(ref[:, 0] - onset_tolerance <= onset) & (onset <= ref[:, 1])] if len(ref) else ref
+        if len(same) and np.any(np.abs(same[:, 0] - onset) <= onset_tolerance):
+            counts["found"] += 1
+        elif np.any(np.round(sounding[:, 2]) == round(pitch)):
+            counts["fragment"] += 1
+        elif np.any(np.isin(np.abs(np.round(sounding[:, 2]) - round(pitch)), (7, 12, 19, 24))):
+            counts["octave or fifth"] += 1
+        else:
+            counts["other"] += 1
+    return counts
+
+
 # ---------------------------------------------------------------------------------------------
 # SynthCaps' true notes
 # ---------------------------------------------------------------------------------------------
