@@ -1,7 +1,10 @@
 """Writing files so that a killed process never leaves half of one behind (all chapters: checkpoints, caches, data)."""
 from __future__ import annotations
 
+import json
 import os
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -56,3 +59,14 @@ def build_once(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
             if not path.exists():  # nobody finished it while we waited
                 atomic_write(path, write)
     return path
+
+
+def write_record(path: str | os.PathLike | None, result: dict, script: str, argv: list[str] | None) -> dict:
+    """A measuring script's figures with what made them (Chapters 3-10): `result` gets "command" (the script and its
+    arguments, `sys.argv` when `argv` is None) and "cpu_seconds" (this process so far), and is written atomically
+    as JSON to `path` when one is given. Returns `result`."""
+    result["command"] = f"python {script} " + " ".join(sys.argv[1:] if argv is None else argv)
+    result["cpu_seconds"] = round(time.process_time(), 1)
+    if path is not None:
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
+    return result

@@ -16,13 +16,14 @@ For the originals, the codec decoded from its first 1, 2, 4, ... levels, and Opu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import numpy as np
 import torch
+
+from musiclm_mini.files import write_record
 
 
 def systems(codecs: dict, waves: torch.Tensor, sample_rate: int, opus_kbps: tuple[float, ...]):
@@ -111,11 +112,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_table(result)
-    result["command"] = "python scripts/measure_codec.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result["cpu_seconds"] = round(time.process_time(), 1)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_record(args.json, result, "scripts/measure_codec.py", argv)
     return 0
 
 

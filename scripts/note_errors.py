@@ -12,12 +12,12 @@ other). Validation clips only: it steers training.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 
 import numpy as np
 import torch
+
+from musiclm_mini.files import write_record
 
 
 def rebuilds(codec, waves: torch.Tensor):
@@ -83,11 +83,7 @@ def main(argv=None) -> int:
     for r in result["rows"]:
         kinds = ", ".join(f"{k} {v}" for k, v in r["kinds"].items())
         print(f"{r['rebuild']:36s} {r['f1']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {r['heard_notes']:6d}  {kinds}")
-    result["command"] = "python scripts/note_errors.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result["cpu_seconds"] = round(time.process_time(), 1)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_record(args.json, result, "scripts/note_errors.py", argv)
     return 0
 
 

@@ -1,4 +1,5 @@
 """files.py: atomic writes and caches that several processes (pytest workers, notebooks) build at once."""
+import json
 import subprocess
 import sys
 import time
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from musiclm_mini.files import build_once
+from musiclm_mini.files import build_once, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +67,11 @@ def test_build_once_builds_only_what_is_missing_and_leaves_nothing_half_written(
     assert build_once(path, write) == path and path.read_bytes() == b"done"
     assert build_once(path, write) == path and len(calls) == 1  # there: not built again
     assert calls[0].parent == path.parent and calls[0] != path  # written beside it, then moved into place
+
+
+def test_write_record_keeps_the_command_and_cpu_seconds(tmp_path):
+    out = tmp_path / "figures.json"
+    result = write_record(out, {"rows": [1, 2]}, "scripts/x.py", ["--clips", "8"])
+    assert result["command"] == "python scripts/x.py --clips 8" and result["cpu_seconds"] >= 0
+    assert json.loads(out.read_text()) == result
+    assert write_record(None, {}, "scripts/x.py", [])["command"] == "python scripts/x.py "  # no file asked for
