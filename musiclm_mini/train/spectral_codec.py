@@ -139,7 +139,7 @@ def semitone_filters(bins: int, sample_rate: int, low: int = 28, high: int = 108
     freqs = torch.linspace(0, sample_rate / 2, bins, dtype=torch.float64)  # (F,)
     pitches = torch.arange(low, high + 1, dtype=torch.float64)
     centre = 440.0 * 2 ** ((pitches - 69) / 12)  # (P,)
-    half_width = torch.maximum(centre * (2 ** (1 / 12) - 1), freqs.new_tensor(freqs[1].item()))  # (P,)
+    half_width = (centre * (2 ** (1 / 12) - 1)).clamp(min=float(freqs[1]))  # (P,): at least one bin
     weights = (1 - (freqs[:, None] - centre[None]).abs() / half_width[None]).clamp(min=0)  # (F, P)
     return weights.float()
 
